@@ -1,0 +1,463 @@
+//! Stop calling a downstream that is failing, and find out cheaply when it recovers.
+//!
+//! A [`CircuitBreaker`] watches the outcomes of the calls that pass through it (as a
+//! [classifier](crate::classify) judges them). When the downstream looks broken it
+//! *opens*: calls fail at once with [`CircuitOpen`](error::CircuitOpen), without touching
+//! the inner service, so a dead dependency costs nanoseconds instead of a timeout and
+//! stops receiving load it cannot serve. After an open period it lets a few *probes*
+//! through (*half-open*); if they succeed it *closes* again.
+//!
+//! ```
+//! use seawall::circuit_breaker::CircuitBreakerLayer;
+//! use seawall::BoxError;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .name("inventory")
+//!     .consecutive_failures(3)
+//!     .build()?;
+//! let handle = breaker.handle();
+//!
+//! let inventory = ServiceBuilder::new()
+//!     .layer(breaker)
+//!     .service(service_fn(|_sku: u32| async { Err::<u32, _>("connection refused") }));
+//!
+//! for _ in 0..3 {
+//!     assert!(inventory.clone().oneshot(7).await.is_err());
+//! }
+//! // Three failures in a row opened the breaker: the next call fails fast.
+//! let err = inventory.clone().oneshot(7).await.unwrap_err();
+//! assert!(seawall::error::is_rejection(&*err));
+//! assert_eq!(handle.snapshot().rejections, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # States
+//!
+//! | state | calls | leaves when |
+//! |---|---|---|
+//! | [`Closed`](State::Closed) | pass, and are counted | a trip rule holds → Open |
+//! | [`Open`](State::Open) | rejected with [`CircuitOpen`](error::CircuitOpen) | the open duration is over → HalfOpen (the call that finds it over is the first probe) |
+//! | [`HalfOpen`](State::HalfOpen) | up to `half_open_probes` probes pass; others are rejected | every probe succeeded → Closed; one failed → Open; `max_half_open_duration` passed with all probe slots taken → Open |
+//! | [`ForcedOpen`](State::ForcedOpen) | rejected | an operator calls [`Handle::reset`] or [`Handle::disable`] |
+//! | [`Disabled`](State::Disabled) | pass, still counted, never trip | an operator calls [`Handle::reset`] or [`Handle::force_open`] |
+//!
+//! # Trip rules
+//!
+//! Any combination of:
+//!
+//! - **failure rate**: the share of failed calls in the window reaches
+//!   [`failure_rate`](Builder::failure_rate), once the window holds
+//!   [`minimum_calls`](Builder::minimum_calls);
+//! - **slow-call rate**: the share of calls slower than a threshold reaches a rate
+//!   ([`slow_calls`](Builder::slow_calls)), with the same minimum;
+//! - **consecutive failures**: [`consecutive_failures`](Builder::consecutive_failures) in
+//!   a row.
+//!
+//! The window is either the last N calls ([`count_window`](Builder::count_window)) or the
+//! calls of the last T seconds kept in buckets ([`time_window`](Builder::time_window)).
+//! Both record a call in O(1) with atomics only. Calls that the classifier marks
+//! [`Ignored`](crate::classify::Health::Ignored) (for example a rejection by a bulkhead
+//! below the breaker) count as nothing.
+//!
+//! # Open duration
+//!
+//! The first trip opens the breaker for [`open_duration`](Builder::open_duration). Each
+//! trip that follows without a healthy period in between (a failed probe, or a new trip
+//! within [`reset_backoff_after`](Builder::reset_backoff_after) of closing) multiplies it
+//! by [`open_duration_multiplier`](Builder::open_duration_multiplier), up to
+//! [`max_open_duration`](Builder::max_open_duration). Each open duration is shortened by a
+//! random share of up to [`jitter`](Builder::jitter) (seed it with
+//! [`seed`](Builder::seed)), so a fleet of clients that tripped together does not probe
+//! together.
+//!
+//! # Probes and cancellation
+//!
+//! Half-open admits exactly [`half_open_probes`](Builder::half_open_probes) probes. A
+//! probe whose response future is dropped (the caller gave up) frees its slot and counts
+//! as nothing. A probe that never finishes is bounded by
+//! [`max_half_open_duration`](Builder::max_half_open_duration), so a half-open breaker
+//! cannot get stuck.
+//!
+//! # Readiness: fail fast or backpressure
+//!
+//! - [`Readiness::FailFast`] (default): while the breaker rejects, `poll_ready` is ready
+//!   at once without polling the inner service, and `call` returns a ready `CircuitOpen`
+//!   carrying the time until the next probe.
+//! - [`Readiness::Backpressure`]: while the breaker rejects, `poll_ready` is `Pending` and
+//!   wakes when a probe may go. Use it for one endpoint of a pool under
+//!   `tower::balance::p2c::Balance`: an open endpoint is not ready, so the balancer sends
+//!   its traffic to the others (per-endpoint ejection, as Envoy and Linkerd do).
+//!
+//! # Defaults
+//!
+//! | setting | default | why |
+//! |---|---|---|
+//! | window | last 100 calls | Resilience4j |
+//! | failure rate | 50 % | Resilience4j, Hystrix |
+//! | minimum calls | 20 | Hystrix; below this a rate says little |
+//! | slow calls, consecutive failures | off | |
+//! | open duration | 5 s, ×2 per repeated trip, capped at 300 s, 10 % jitter | Polly's 5 s; Envoy's and Finagle's growth to 300 s |
+//! | backoff reset | after 300 s closed | |
+//! | half-open probes | 1 | Polly, Hystrix, Linkerd |
+//! | max half-open duration | 30 s | |
+//! | readiness | fail fast | |
+//!
+//! # Observability
+//!
+//! [`CircuitBreakerLayer::handle`] gives a [`Handle`] (state, [`Snapshot`], force open,
+//! reset, disable, [`subscribe`](Handle::subscribe) to [`Transition`]s) without any
+//! feature. With `metrics`, see [`crate::metrics`] for the metric names; with `tracing`, every
+//! transition is an event (`warn` when opening, `info` otherwise) and nothing is logged
+//! per call.
+//!
+//! # Cost
+//!
+//! In the Closed state with a count window and no slow-call rule, a call takes no lock,
+//! allocates nothing, boxes nothing and does not read the clock: one load of the state
+//! word, one `fetch_add` for its window slot, and a reference count for the response
+//! future. See `BENCHMARKS.md` for measurements against other breakers.
+
+pub mod error;
+pub mod future;
+mod handle;
+mod layer;
+mod state;
+mod window;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::Service;
+
+pub use self::handle::{Handle, Transitions};
+pub use self::layer::{Builder, CircuitBreakerLayer};
+
+use self::error::CircuitOpen;
+use self::future::{OutcomeRecorder, ResponseFuture};
+use self::state::{Rejection, Shared};
+use crate::classify::{Classify, ClassifyEos, ErrorsAsFailures};
+use crate::BoxError;
+
+/// A breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    /// Calls pass and are counted.
+    Closed = 0,
+    /// Calls are rejected until the open duration is over.
+    Open = 1,
+    /// A limited number of probes pass; their outcomes decide.
+    HalfOpen = 2,
+    /// An operator forced the breaker open: every call is rejected.
+    ForcedOpen = 3,
+    /// An operator disabled the breaker: every call passes and is still counted.
+    Disabled = 4,
+}
+
+impl State {
+    fn from_tag(tag: u8) -> Self {
+        match tag {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            _ => State::Disabled,
+        }
+    }
+
+    /// The state's name in snake case, as metrics label it (`"half_open"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a transition happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The failure rate reached its threshold.
+    FailureRate,
+    /// The slow-call rate reached its threshold.
+    SlowCallRate,
+    /// Too many failures in a row.
+    ConsecutiveFailures,
+    /// The open duration is over; the next call is a probe.
+    OpenElapsed,
+    /// Every half-open probe succeeded.
+    ProbesSucceeded,
+    /// A half-open probe failed (or was slow, with the slow-call rule on).
+    ProbeFailed,
+    /// Probes held every slot for longer than the max half-open duration.
+    HalfOpenTimeout,
+    /// [`Handle::force_open`].
+    Forced,
+    /// [`Handle::reset`].
+    Reset,
+    /// [`Handle::disable`].
+    Disabled,
+}
+
+/// One state transition, as [`Handle::subscribe`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+    /// Why.
+    pub cause: Cause,
+    /// When, on tokio's clock.
+    pub at: tokio::time::Instant,
+}
+
+/// A breaker's state and counts at one moment, from [`Handle::snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The state.
+    pub state: State,
+    /// Calls in the window (since the breaker last closed, at most the window's size).
+    pub calls: u64,
+    /// Failed calls in the window.
+    pub failures: u64,
+    /// Slow calls in the window (with a slow-call rule).
+    pub slow_calls: u64,
+    /// Failures in a row (with a consecutive-failure rule).
+    pub consecutive_failures: u32,
+    /// Calls rejected since the breaker was built.
+    pub rejections: u64,
+    /// Trips in a row without a healthy period (drives the open duration's growth).
+    pub trips: u32,
+    /// Half-open probes in flight.
+    pub probes_in_flight: u32,
+    /// Half-open probes that have succeeded in this half-open period.
+    pub probe_successes: u32,
+    /// While open: the time until the next probe may go.
+    pub next_probe_in: Option<Duration>,
+}
+
+impl Snapshot {
+    /// Failed calls / calls in the window (0 for an empty window).
+    pub fn failure_rate(&self) -> f64 {
+        ratio(self.failures, self.calls)
+    }
+
+    /// Slow calls / calls in the window (0 for an empty window).
+    pub fn slow_call_rate(&self) -> f64 {
+        ratio(self.slow_calls, self.calls)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// What the breaker does to readiness while it rejects calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Readiness {
+    /// `poll_ready` is ready at once (without polling the inner service) and `call`
+    /// returns a ready [`CircuitOpen`] error.
+    #[default]
+    FailFast,
+    /// `poll_ready` is `Pending` until a probe may go; use under a load balancer.
+    Backpressure,
+}
+
+/// A call admitted by `poll_ready`, or the rejection it found.
+enum Reservation {
+    None,
+    Admitted(OutcomeRecorder),
+    Rejected(CircuitOpen),
+}
+
+/// A circuit breaker around a service `S`, judging results with classifier `C`.
+///
+/// Made by [`CircuitBreakerLayer`]; every clone shares the breaker. See the
+/// [module docs](self).
+pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
+    inner: S,
+    shared: Arc<Shared>,
+    classifier: C,
+    readiness: Readiness,
+    reservation: Reservation,
+    /// Backpressure mode: wakes `poll_ready` when the next probe may go.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    fn from_parts(inner: S, shared: Arc<Shared>, classifier: C, readiness: Readiness) -> Self {
+        Self {
+            inner,
+            shared,
+            classifier,
+            readiness,
+            reservation: Reservation::None,
+            sleep: None,
+        }
+    }
+
+    /// A handle to the breaker this service shares with its clones.
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.shared.clone())
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the breaker.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Backpressure: arrange to be woken when the breaker may admit again.
+    fn wait(&mut self, cx: &mut Context<'_>, rejection: Rejection) -> Poll<()> {
+        // Register before looking again, so a transition in between is not missed.
+        self.shared.register_waiter(cx.waker());
+        if let Some(at) = rejection.recheck_at {
+            let deadline = self.shared.clock.instant(at);
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            if let Some(sleep) = &mut self.sleep {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+use std::future::Future as _;
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = <C::Eos as ClassifyEos<S::Response>>::Response<OutcomeRecorder>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        loop {
+            match &self.reservation {
+                Reservation::Rejected(_) => return Poll::Ready(Ok(())),
+                Reservation::Admitted(recorder) if self.shared.is_current(recorder.ticket()) => {
+                    return self.inner.poll_ready(cx).map_err(Into::into);
+                }
+                // Admitted in a generation that has passed: admit again.
+                Reservation::Admitted(_) => self.reservation = Reservation::None,
+                Reservation::None => match self.shared.try_acquire() {
+                    Ok(ticket) => {
+                        self.reservation =
+                            Reservation::Admitted(OutcomeRecorder::new(self.shared.clone(), ticket));
+                        return self.inner.poll_ready(cx).map_err(Into::into);
+                    }
+                    Err(rejection) => match self.readiness {
+                        Readiness::FailFast => {
+                            self.reservation =
+                                Reservation::Rejected(CircuitOpen::new(rejection.retry_after));
+                            return Poll::Ready(Ok(()));
+                        }
+                        Readiness::Backpressure => {
+                            if self.wait(cx, rejection).is_pending() {
+                                // Look once more: the state may have moved before the
+                                // waker was registered.
+                                match self.shared.try_acquire() {
+                                    Ok(ticket) => {
+                                        self.reservation = Reservation::Admitted(
+                                            OutcomeRecorder::new(self.shared.clone(), ticket),
+                                        );
+                                        return self.inner.poll_ready(cx).map_err(Into::into);
+                                    }
+                                    Err(_) => return Poll::Pending,
+                                }
+                            }
+                        }
+                    },
+                },
+            }
+        }
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let recorder = match std::mem::replace(&mut self.reservation, Reservation::None) {
+            Reservation::Admitted(recorder) if self.shared.is_current(recorder.ticket()) => {
+                Ok(recorder)
+            }
+            Reservation::Rejected(error) => Err(error),
+            // Not reserved by `poll_ready`, or reserved in a generation that has passed:
+            // decide now.
+            Reservation::Admitted(_) | Reservation::None => self
+                .shared
+                .try_acquire()
+                .map(|ticket| OutcomeRecorder::new(self.shared.clone(), ticket))
+                .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+        };
+        match recorder {
+            Ok(mut recorder) => {
+                recorder.start();
+                ResponseFuture::called(self.inner.call(request), self.classifier.clone(), recorder)
+            }
+            Err(error) => {
+                self.shared.note_rejection();
+                ResponseFuture::rejected(error)
+            }
+        }
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        // A clone shares the breaker but not this service's reservation or timer.
+        Self::from_parts(
+            self.inner.clone(),
+            self.shared.clone(),
+            self.classifier.clone(),
+            self.readiness,
+        )
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("name", &self.shared.config.name)
+            .field("state", &self.shared.state())
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}

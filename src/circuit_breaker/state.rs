@@ -1,0 +1,730 @@
+//! The breaker's state machine, shared by every clone of the service and every service
+//! the layer builds.
+//!
+//! # How it stays cheap and correct
+//!
+//! All of the state that a call reads or writes lives in atomics:
+//!
+//! - `state` packs the [`State`], a generation number, and the half-open probe counters
+//!   into one `AtomicU64`. A call in the Closed state reads it once.
+//! - The window ([`super::window`]) counts outcomes with atomics only.
+//!
+//! Transitions are rare, so they are serialised by a `Mutex` that only transitions take:
+//! under it the transition re-checks the state and generation it expects, does its side
+//! effects (reset the window, compute the open duration), then publishes the new state
+//! with one compare-and-swap. Probe slots are taken and given back with compare-and-swap
+//! on the same word, without the lock.
+//!
+//! Every admitted call carries the generation it was admitted in. An outcome whose
+//! generation is no longer current (the breaker moved on while the call was in flight)
+//! is dropped: a call admitted while Closed never counts as a half-open probe, and a late
+//! probe never decides a later half-open period.
+//!
+//! # Why a half-open breaker cannot get stuck
+//!
+//! A probe slot is held by a [`OutcomeRecorder`](super::future::OutcomeRecorder), which
+//! gives it back when dropped (the caller dropped the future, or the body was dropped
+//! before its end). A probe that never finishes at all (a downstream that hangs, with no
+//! timeout below the breaker) is bounded by `max_half_open_duration`: once the breaker has
+//! been half-open that long with every slot taken, the next call re-opens it, and the
+//! hung probes' late outcomes are ignored.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::window::{Sample, Window};
+use super::{Cause, State, Transition};
+use crate::classify::Health;
+use crate::sync::CachePadded;
+use crate::time::{Clock, Jitter};
+
+// ===== the packed state word =====
+
+const TAG_BITS: u32 = 3;
+const GEN_SHIFT: u32 = TAG_BITS;
+const GEN_BITS: u32 = 32;
+const IN_FLIGHT_SHIFT: u32 = GEN_SHIFT + GEN_BITS;
+const PROBE_BITS: u32 = 14;
+const SUCCESS_SHIFT: u32 = IN_FLIGHT_SHIFT + PROBE_BITS;
+const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
+
+/// The most half-open probes a breaker may admit (the packed counters' width).
+pub(crate) const MAX_PROBES: u32 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(u64);
+
+impl Word {
+    fn new(state: State, generation: u32, in_flight: u32, successes: u32) -> Self {
+        Word(
+            state as u64
+                | (u64::from(generation) << GEN_SHIFT)
+                | (u64::from(in_flight) << IN_FLIGHT_SHIFT)
+                | (u64::from(successes) << SUCCESS_SHIFT),
+        )
+    }
+
+    #[inline]
+    fn state(self) -> State {
+        State::from_tag((self.0 & ((1 << TAG_BITS) - 1)) as u8)
+    }
+
+    #[inline]
+    fn generation(self) -> u32 {
+        (self.0 >> GEN_SHIFT) as u32
+    }
+
+    fn in_flight(self) -> u32 {
+        ((self.0 >> IN_FLIGHT_SHIFT) & PROBE_MASK) as u32
+    }
+
+    fn successes(self) -> u32 {
+        ((self.0 >> SUCCESS_SHIFT) & PROBE_MASK) as u32
+    }
+}
+
+// ===== config =====
+
+/// The slow-call rule: calls at least `threshold` long are slow; trip when the slow share
+/// of the window reaches `rate`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlowCallRule {
+    pub(crate) threshold: Duration,
+    pub(crate) rate: f64,
+}
+
+/// How long the breaker stays open, growing on repeated trips.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenBackoff {
+    pub(crate) base: Duration,
+    pub(crate) max: Duration,
+    pub(crate) multiplier: f64,
+    pub(crate) jitter: f64,
+    pub(crate) reset_after: Duration,
+}
+
+impl OpenBackoff {
+    /// The open duration after `trips` trips in a row (1 for the first), before jitter:
+    /// `base * multiplier^(trips - 1)`, at most `max`.
+    pub(crate) fn nominal(&self, trips: u32) -> Duration {
+        let exponent = i32::try_from(trips.saturating_sub(1)).unwrap_or(i32::MAX);
+        let nanos = self.base.as_nanos() as f64 * self.multiplier.powi(exponent);
+        let max = self.max.as_nanos() as f64;
+        if nanos.is_finite() && nanos < max {
+            Duration::from_nanos(nanos as u64)
+        } else {
+            self.max
+        }
+    }
+
+    /// The nominal duration shortened by up to `jitter` of itself, so that callers that
+    /// tripped together do not probe together. Never longer than `max`.
+    pub(crate) fn jittered(&self, trips: u32, unit: f64) -> Duration {
+        let nominal = self.nominal(trips);
+        nominal.mul_f64(1.0 - self.jitter * unit)
+    }
+}
+
+/// A validated breaker configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: std::sync::Arc<str>,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_calls: Option<SlowCallRule>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) minimum_calls: u64,
+    pub(crate) open: OpenBackoff,
+    pub(crate) half_open_probes: u32,
+    pub(crate) max_half_open: Duration,
+}
+
+// ===== admission =====
+
+/// What an admitted call is, and the generation it was admitted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// A call in the Closed (or Disabled) state.
+    Call { generation: u32 },
+    /// A half-open probe holding one probe slot.
+    Probe { generation: u32 },
+}
+
+impl Ticket {
+    fn generation(self) -> u32 {
+        match self {
+            Ticket::Call { generation } | Ticket::Probe { generation } => generation,
+        }
+    }
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rejection {
+    /// Time until the next probe may go, when one is scheduled.
+    pub(crate) retry_after: Option<Duration>,
+    /// When a waiting caller should look again (backpressure mode), as clock nanoseconds.
+    pub(crate) recheck_at: Option<u64>,
+}
+
+// ===== shared state =====
+
+#[derive(Debug)]
+struct TransitionState {
+    /// Trips in a row without a healthy Closed period between them.
+    trips: u32,
+    /// When the breaker last became Closed (clock nanoseconds).
+    closed_since: u64,
+}
+
+/// Per-call counters of the Closed state that change only on failures or slow calls.
+#[derive(Debug)]
+struct Streak {
+    consecutive_failures: AtomicU32,
+    /// A rate rule holds but the window has fewer than `minimum_calls` calls: the next
+    /// success may complete the minimum, so it must evaluate the rules too.
+    armed: AtomicBool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    state: CachePadded<AtomicU64>,
+    streak: CachePadded<Streak>,
+    window: Window,
+    open_until: AtomicU64,
+    half_open_since: AtomicU64,
+    rejections: AtomicU64,
+    transition_lock: Mutex<TransitionState>,
+    pub(crate) clock: Clock,
+    jitter: Jitter,
+    events: broadcast::Sender<Transition>,
+    waiters: Mutex<Vec<Waker>>,
+    has_waiters: AtomicBool,
+    metrics: crate::metrics::BreakerMetrics,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, window: Window, seed: u64) -> Self {
+        let (events, _) = broadcast::channel(64);
+        let metrics = crate::metrics::BreakerMetrics::new(&config.name);
+        metrics.state(State::Closed);
+        let armed = initially_armed(&config);
+        Self {
+            state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
+            streak: CachePadded::new(Streak {
+                consecutive_failures: AtomicU32::new(0),
+                armed: AtomicBool::new(armed),
+            }),
+            window,
+            open_until: AtomicU64::new(0),
+            half_open_since: AtomicU64::new(0),
+            rejections: AtomicU64::new(0),
+            transition_lock: Mutex::new(TransitionState {
+                trips: 0,
+                closed_since: 0,
+            }),
+            clock: Clock::new(),
+            jitter: Jitter::new(seed),
+            events,
+            waiters: Mutex::new(Vec::new()),
+            has_waiters: AtomicBool::new(false),
+            metrics,
+            config,
+        }
+    }
+
+    fn word(&self) -> Word {
+        Word(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.word().state()
+    }
+
+    /// Whether a ticket's generation is still the current one.
+    #[inline]
+    pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
+        self.word().generation() == ticket.generation()
+    }
+
+    /// Admit a call, or say why not. Reads the clock only when the breaker is not Closed.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Result<Ticket, Rejection> {
+        loop {
+            let word = self.word();
+            match word.state() {
+                State::Closed | State::Disabled => {
+                    return Ok(Ticket::Call {
+                        generation: word.generation(),
+                    })
+                }
+                _ => match self.acquire_slow(word) {
+                    Some(result) => return result,
+                    None => continue,
+                },
+            }
+        }
+    }
+
+    /// Admission when the breaker is not Closed. `None` means the state moved; look again.
+    #[cold]
+    fn acquire_slow(&self, word: Word) -> Option<Result<Ticket, Rejection>> {
+        match word.state() {
+            State::Closed | State::Disabled => Some(Ok(Ticket::Call {
+                generation: word.generation(),
+            })),
+            State::ForcedOpen => Some(Err(Rejection {
+                retry_after: None,
+                recheck_at: None,
+            })),
+            State::Open => {
+                let now = self.clock.now();
+                let until = self.open_until.load(Ordering::Acquire);
+                if now < until {
+                    return Some(Err(Rejection {
+                        retry_after: Some(Duration::from_nanos(until - now)),
+                        recheck_at: Some(until),
+                    }));
+                }
+                // The open period is over: this call becomes the first probe.
+                self.transition(Some(word), State::HalfOpen, Cause::OpenElapsed, now)
+                    .map(|next| {
+                        Ok(Ticket::Probe {
+                            generation: next.generation(),
+                        })
+                    })
+            }
+            State::HalfOpen => {
+                if word.in_flight() + word.successes() < self.config.half_open_probes {
+                    let next = Word(word.0 + (1 << IN_FLIGHT_SHIFT));
+                    return self
+                        .state
+                        .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                        .ok()
+                        .map(|_| {
+                            Ok(Ticket::Probe {
+                                generation: word.generation(),
+                            })
+                        });
+                }
+                // Every slot is taken. Bound how long probes may hold them.
+                let now = self.clock.now();
+                let deadline = self
+                    .half_open_since
+                    .load(Ordering::Acquire)
+                    .saturating_add(crate::time::duration_to_nanos(self.config.max_half_open));
+                if now >= deadline {
+                    self.transition(Some(word), State::Open, Cause::HalfOpenTimeout, now);
+                    return None;
+                }
+                Some(Err(Rejection {
+                    retry_after: None,
+                    recheck_at: Some(deadline),
+                }))
+            }
+        }
+    }
+
+    /// Count a rejected call.
+    pub(crate) fn note_rejection(&self) {
+        self.rejections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejection();
+    }
+
+    /// Record the outcome of an admitted call. `slow` is whether it took at least the
+    /// slow-call threshold (always false without a slow-call rule).
+    #[inline]
+    pub(crate) fn record(&self, ticket: Ticket, health: Health, slow: bool) {
+        self.metrics.call(health, slow);
+        match ticket {
+            Ticket::Call { generation } => self.record_call(generation, health, slow),
+            Ticket::Probe { generation } => self.record_probe(generation, health, slow),
+        }
+    }
+
+    /// A ticket was dropped without an outcome: give back its probe slot, if any.
+    pub(crate) fn abandon(&self, ticket: Ticket) {
+        if let Ticket::Probe { generation } = ticket {
+            self.release_probe(generation);
+        }
+    }
+
+    #[inline]
+    fn record_call(&self, generation: u32, health: Health, slow: bool) {
+        let word = self.word();
+        if word.generation() != generation {
+            return; // The breaker moved on while this call was in flight.
+        }
+        let failure = match health {
+            Health::Ignored => return,
+            Health::Failure => true,
+            Health::Success => false,
+        };
+        let sample = Sample { failure, slow };
+        let config = &self.config;
+        // Whether the counts moved does not matter here: a success that completes the
+        // minimum number of calls is caught by the `armed` watch below.
+        let _ = self.window.record(sample, || self.clock.now());
+        let mut cause = None;
+        if let Some(limit) = config.consecutive_failures {
+            let streak = &self.streak.consecutive_failures;
+            if failure {
+                if streak.fetch_add(1, Ordering::AcqRel).saturating_add(1) >= limit {
+                    cause = Some(Cause::ConsecutiveFailures);
+                }
+            } else if streak.load(Ordering::Relaxed) != 0 {
+                streak.store(0, Ordering::Release);
+            }
+        }
+        let rates_may_trip = failure || slow || self.streak.armed.load(Ordering::Relaxed);
+        if cause.is_none() && rates_may_trip {
+            cause = self.evaluate_rates();
+        }
+        if let Some(cause) = cause {
+            if word.state() == State::Closed {
+                self.transition(Some(word), State::Open, cause, self.clock.now());
+            }
+        }
+    }
+
+    /// Check the rate rules against the window; arm or disarm the minimum-calls watch.
+    fn evaluate_rates(&self) -> Option<Cause> {
+        let config = &self.config;
+        if config.failure_rate.is_none() && config.slow_calls.is_none() {
+            return None;
+        }
+        let counts = self.window.counts(|| self.clock.now());
+        let calls = counts.calls as f64;
+        let failing = config
+            .failure_rate
+            .is_some_and(|rate| counts.failures as f64 >= rate * calls);
+        let slow = config
+            .slow_calls
+            .is_some_and(|rule| counts.slow as f64 >= rule.rate * calls);
+        if !(failing || slow) {
+            self.streak.armed.store(false, Ordering::Relaxed);
+            return None;
+        }
+        if counts.calls < config.minimum_calls {
+            self.streak.armed.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(if failing {
+            Cause::FailureRate
+        } else {
+            Cause::SlowCallRate
+        })
+    }
+
+    fn record_probe(&self, generation: u32, health: Health, slow: bool) {
+        let good = match health {
+            Health::Ignored => return self.release_probe(generation),
+            Health::Success => !(slow && self.config.slow_calls.is_some()),
+            Health::Failure => false,
+        };
+        loop {
+            let word = self.word();
+            if word.state() != State::HalfOpen || word.generation() != generation {
+                return; // A late probe of an earlier half-open period.
+            }
+            if !good {
+                self.transition(Some(word), State::Open, Cause::ProbeFailed, self.clock.now());
+                return;
+            }
+            if word.successes() + 1 >= self.config.half_open_probes {
+                self.transition(
+                    Some(word),
+                    State::Closed,
+                    Cause::ProbesSucceeded,
+                    self.clock.now(),
+                );
+                return;
+            }
+            let next = Word::new(
+                State::HalfOpen,
+                generation,
+                word.in_flight().saturating_sub(1),
+                word.successes() + 1,
+            );
+            if self
+                .state
+                .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.wake_waiters();
+                return;
+            }
+        }
+    }
+
+    fn release_probe(&self, generation: u32) {
+        loop {
+            let word = self.word();
+            if word.state() != State::HalfOpen
+                || word.generation() != generation
+                || word.in_flight() == 0
+            {
+                return;
+            }
+            let next = Word(word.0 - (1 << IN_FLIGHT_SHIFT));
+            if self
+                .state
+                .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.wake_waiters();
+                return;
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TransitionState> {
+        // A panic while holding this lock cannot leave it half-updated in a way that
+        // matters (every field is a plain number), so a poisoned lock is still usable.
+        self.transition_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Move to `to`, if the state is still `expected` (same state and generation); with
+    /// `expected = None`, from whatever the state is (operator actions). Returns the new
+    /// word, or `None` if the state had moved on.
+    pub(crate) fn transition(
+        &self,
+        expected: Option<Word>,
+        to: State,
+        cause: Cause,
+        now: u64,
+    ) -> Option<Word> {
+        let mut guard = self.lock();
+        let mut current = self.word();
+        if let Some(expected) = expected {
+            if current.state() != expected.state()
+                || current.generation() != expected.generation()
+            {
+                return None;
+            }
+        }
+        let from = current.state();
+        let probes = match to {
+            State::Open => {
+                if from == State::Closed {
+                    let healthy = now.saturating_sub(guard.closed_since);
+                    if healthy >= crate::time::duration_to_nanos(self.config.open.reset_after) {
+                        guard.trips = 0;
+                    }
+                }
+                guard.trips = guard.trips.saturating_add(1);
+                let open_for = self
+                    .config
+                    .open
+                    .jittered(guard.trips, self.jitter.next_unit());
+                self.open_until.store(
+                    now.saturating_add(crate::time::duration_to_nanos(open_for)),
+                    Ordering::Release,
+                );
+                0
+            }
+            State::HalfOpen => {
+                self.half_open_since.store(now, Ordering::Release);
+                // The caller that moves the breaker to half-open is its first probe.
+                1
+            }
+            State::Closed => {
+                self.window.reset();
+                self.streak.consecutive_failures.store(0, Ordering::Release);
+                self.streak
+                    .armed
+                    .store(initially_armed(&self.config), Ordering::Release);
+                guard.closed_since = now;
+                if cause == Cause::Reset {
+                    guard.trips = 0;
+                }
+                0
+            }
+            State::ForcedOpen => 0,
+            State::Disabled => {
+                self.window.reset();
+                self.streak.consecutive_failures.store(0, Ordering::Release);
+                0
+            }
+        };
+        let next = Word::new(to, current.generation().wrapping_add(1), probes, 0);
+        // Only probe counters can change without the lock; keep trying until the swap
+        // lands on a word of the same state and generation.
+        loop {
+            match self.state.compare_exchange(
+                current.0,
+                next.0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => {
+                    let actual = Word(actual);
+                    if actual.state() != current.state()
+                        || actual.generation() != current.generation()
+                    {
+                        return None;
+                    }
+                    current = actual;
+                }
+            }
+        }
+        drop(guard);
+        if from != to {
+            self.announce(Transition {
+                from,
+                to,
+                cause,
+                at: self.clock.instant(now),
+            });
+        }
+        self.wake_waiters();
+        Some(next)
+    }
+
+    fn announce(&self, transition: Transition) {
+        self.metrics.transition(transition.from, transition.to);
+        #[cfg(feature = "tracing")]
+        {
+            let policy: &str = &self.config.name;
+            if transition.to == State::Open || transition.to == State::ForcedOpen {
+                tracing::warn!(
+                    target: "seawall::circuit_breaker",
+                    policy,
+                    from = ?transition.from,
+                    to = ?transition.to,
+                    cause = ?transition.cause,
+                    "circuit breaker opened"
+                );
+            } else {
+                tracing::info!(
+                    target: "seawall::circuit_breaker",
+                    policy,
+                    from = ?transition.from,
+                    to = ?transition.to,
+                    cause = ?transition.cause,
+                    "circuit breaker state changed"
+                );
+            }
+        }
+        // No subscriber is fine: nobody is listening.
+        let _ = self.events.send(transition);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.events.subscribe()
+    }
+
+    /// Wake a task when the breaker may admit again (backpressure mode).
+    pub(crate) fn register_waiter(&self, waker: &Waker) {
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+        self.has_waiters.store(true, Ordering::Release);
+    }
+
+    fn wake_waiters(&self) {
+        if !self.has_waiters.load(Ordering::Acquire) {
+            return;
+        }
+        let waiters = {
+            let mut waiters = self
+                .waiters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.has_waiters.store(false, Ordering::Release);
+            std::mem::take(&mut *waiters)
+        };
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    // ===== snapshots =====
+
+    pub(crate) fn snapshot(&self) -> super::Snapshot {
+        let word = self.word();
+        let now = self.clock.now();
+        let counts = self.window.counts(|| now);
+        let retry_after = match word.state() {
+            State::Open => Some(Duration::from_nanos(
+                self.open_until.load(Ordering::Acquire).saturating_sub(now),
+            )),
+            _ => None,
+        };
+        super::Snapshot {
+            state: word.state(),
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow,
+            consecutive_failures: self.streak.consecutive_failures.load(Ordering::Acquire),
+            rejections: self.rejections.load(Ordering::Relaxed),
+            trips: self.lock().trips,
+            probes_in_flight: word.in_flight(),
+            probe_successes: word.successes(),
+            next_probe_in: retry_after,
+        }
+    }
+}
+
+fn initially_armed(config: &Config) -> bool {
+    // A zero threshold holds with no failures at all, so the minimum-calls watch starts
+    // armed.
+    config.failure_rate == Some(0.0) || config.slow_calls.is_some_and(|r| r.rate == 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff() -> OpenBackoff {
+        OpenBackoff {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+            multiplier: 2.0,
+            jitter: 0.0,
+            reset_after: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn word_round_trips() {
+        let w = Word::new(State::HalfOpen, u32::MAX, MAX_PROBES, MAX_PROBES - 1);
+        assert_eq!(w.state(), State::HalfOpen);
+        assert_eq!(w.generation(), u32::MAX);
+        assert_eq!(w.in_flight(), MAX_PROBES);
+        assert_eq!(w.successes(), MAX_PROBES - 1);
+    }
+
+    #[test]
+    fn open_duration_grows_and_caps() {
+        let b = backoff();
+        assert_eq!(b.nominal(1), Duration::from_secs(5));
+        assert_eq!(b.nominal(2), Duration::from_secs(10));
+        assert_eq!(b.nominal(4), Duration::from_secs(40));
+        assert_eq!(b.nominal(7), Duration::from_secs(300));
+        assert_eq!(b.nominal(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn jitter_only_shortens() {
+        let b = OpenBackoff {
+            jitter: 0.5,
+            ..backoff()
+        };
+        assert_eq!(b.jittered(1, 0.0), Duration::from_secs(5));
+        assert_eq!(b.jittered(1, 0.5), Duration::from_millis(3750));
+        assert!(b.jittered(100, 0.999) >= Duration::from_secs(150));
+        assert!(b.jittered(100, 0.0) <= Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,92 @@
+//! Tower middleware that keeps one failing service from taking down the ones that call
+//! it: circuit breakers (now), and bulkheads, budgeted retries, timeouts and deadlines
+//! (coming), composed in the order a service mesh would use.
+//!
+//! Wrap the client of each downstream once, and a downstream that fails or hangs costs
+//! its callers a fast, typed error instead of their threads, connections and latency.
+//!
+//! ```
+//! use seawall::circuit_breaker::{CircuitBreakerLayer, State};
+//! use seawall::BoxError;
+//! use std::time::Duration;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
+//! // A downstream that is down.
+//! let payments = service_fn(|amount: u64| async move {
+//!     Err::<u64, BoxError>(format!("payment of {amount} failed: 503").into())
+//! });
+//!
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .name("payments")
+//!     .count_window(10)
+//!     .minimum_calls(5)
+//!     .failure_rate(0.5)
+//!     .open_duration(Duration::from_secs(5))
+//!     .build()?;
+//! let handle = breaker.handle();
+//! let client = ServiceBuilder::new().layer(breaker).service(payments);
+//!
+//! for amount in 0..5 {
+//!     let _ = client.clone().oneshot(amount).await; // five failures: the breaker trips
+//! }
+//! assert_eq!(handle.state(), State::Open);
+//!
+//! // Now calls fail fast, without reaching payments, and say when the next probe goes.
+//! let err = client.clone().oneshot(42).await.unwrap_err();
+//! let open = err.downcast_ref::<seawall::error::CircuitOpen>().unwrap();
+//! assert!(open.retry_after().unwrap() <= Duration::from_secs(5));
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`circuit_breaker`]: count and time windows, failure-rate, slow-call and
+//!   consecutive-failure rules, growing open durations, exact half-open probes,
+//!   fail-fast or backpressure readiness, a [`Handle`](circuit_breaker::Handle).
+//! - [`classify`]: what counts as success, failure or neither; what may be retried; any
+//!   server pushback; including outcomes known only at the end of a stream.
+//! - [`error`]: every rejection type, [`is_rejection`](error::is_rejection), and
+//!   [`ConfigError`](error::ConfigError).
+//!
+//! # Feature flags
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `circuit-breaker` | yes | [`circuit_breaker`] |
+//! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
+//! | `tracing` | no | `tracing` events on state transitions |
+//! | `full` | no | all of the above |
+//!
+//! # Conventions
+//!
+//! - Layers that reject calls themselves return [`BoxError`] holding one small error type
+//!   per condition, as tower's middleware do; see [`error`].
+//! - Bad configuration is a [`ConfigError`](error::ConfigError) from `build()`; nothing
+//!   panics and nothing is clamped silently.
+//! - Time comes only from `tokio::time`, so `tokio::time::pause` drives every layer in
+//!   tests.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod classify;
+pub mod error;
+#[cfg(any(feature = "metrics", docsrs))]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(any(feature = "metrics", docsrs)))]
+mod metrics;
+
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub mod circuit_breaker;
+
+mod sync;
+mod time;
+
+/// The error type of seawall's layers that reject calls on their own: tower's
+/// convention. Downcast it to a type from [`error`], or ask
+/// [`error::is_rejection`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

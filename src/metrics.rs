@@ -1,0 +1,119 @@
+//! Metric handles, registered once when a layer is built and incremented per call.
+//!
+//! With the `metrics` feature the handles come from the [`metrics`](https://docs.rs/metrics)
+//! facade's global recorder: install your exporter *before* building layers, as the
+//! handles are resolved at build time (no per-call label lookup or `String`). Without the
+//! feature every method here is an empty inline function.
+//!
+//! Names (all carry a `policy` label, the layer's `name`):
+//!
+//! | name | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `seawall_circuit_breaker_calls_total` | counter | `outcome` = `success` / `failure` / `ignored` | admitted calls by outcome |
+//! | `seawall_circuit_breaker_slow_calls_total` | counter | | admitted calls at least the slow-call threshold long |
+//! | `seawall_circuit_breaker_rejections_total` | counter | | calls rejected with `CircuitOpen` |
+//! | `seawall_circuit_breaker_state` | gauge | | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
+//! | `seawall_circuit_breaker_transitions_total` | counter | `from`, `to` | state transitions |
+
+#[cfg(feature = "circuit-breaker")]
+pub(crate) use breaker::BreakerMetrics;
+
+#[cfg(feature = "circuit-breaker")]
+mod breaker {
+    use crate::circuit_breaker::State;
+    use crate::classify::Health;
+
+    #[cfg(feature = "metrics")]
+    #[derive(Debug)]
+    pub(crate) struct BreakerMetrics {
+        policy: std::sync::Arc<str>,
+        success: metrics::Counter,
+        failure: metrics::Counter,
+        ignored: metrics::Counter,
+        slow: metrics::Counter,
+        rejections: metrics::Counter,
+        state: metrics::Gauge,
+    }
+
+    #[cfg(feature = "metrics")]
+    impl BreakerMetrics {
+        pub(crate) fn new(policy: &std::sync::Arc<str>) -> Self {
+            let calls = |outcome: &'static str| {
+                metrics::counter!(
+                    "seawall_circuit_breaker_calls_total",
+                    "policy" => policy.to_string(),
+                    "outcome" => outcome
+                )
+            };
+            Self {
+                policy: policy.clone(),
+                success: calls("success"),
+                failure: calls("failure"),
+                ignored: calls("ignored"),
+                slow: metrics::counter!(
+                    "seawall_circuit_breaker_slow_calls_total",
+                    "policy" => policy.to_string()
+                ),
+                rejections: metrics::counter!(
+                    "seawall_circuit_breaker_rejections_total",
+                    "policy" => policy.to_string()
+                ),
+                state: metrics::gauge!(
+                    "seawall_circuit_breaker_state",
+                    "policy" => policy.to_string()
+                ),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn call(&self, health: Health, slow: bool) {
+            match health {
+                Health::Success => self.success.increment(1),
+                Health::Failure => self.failure.increment(1),
+                Health::Ignored => self.ignored.increment(1),
+            }
+            if slow {
+                self.slow.increment(1);
+            }
+        }
+
+        pub(crate) fn rejection(&self) {
+            self.rejections.increment(1);
+        }
+
+        pub(crate) fn state(&self, state: State) {
+            self.state.set(f64::from(state as u8));
+        }
+
+        pub(crate) fn transition(&self, from: State, to: State) {
+            self.state(to);
+            // Transitions are rare: resolving this handle here costs nothing per call.
+            metrics::counter!(
+                "seawall_circuit_breaker_transitions_total",
+                "policy" => self.policy.to_string(),
+                "from" => from.as_str(),
+                "to" => to.as_str()
+            )
+            .increment(1);
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[derive(Debug)]
+    pub(crate) struct BreakerMetrics;
+
+    #[cfg(not(feature = "metrics"))]
+    impl BreakerMetrics {
+        pub(crate) fn new(_policy: &std::sync::Arc<str>) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn call(&self, _health: Health, _slow: bool) {}
+        #[inline(always)]
+        pub(crate) fn rejection(&self) {}
+        #[inline(always)]
+        pub(crate) fn state(&self, _state: State) {}
+        #[inline(always)]
+        pub(crate) fn transition(&self, _from: State, _to: State) {}
+    }
+}
