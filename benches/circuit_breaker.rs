@@ -1,2 +1,291 @@
-//! placeholder until the bench lands
-fn main() {}
+//! Per-call overhead of circuit breakers on the success path.
+//!
+//! Every contender wraps the same `tower::service_fn` echo service and is
+//! driven the same way on a `current_thread` runtime: wait for readiness,
+//! call, await the response. All contenders sit in one criterion group,
+//! `breaker_overhead`, so criterion prints them side by side:
+//!
+//! * `bare` — the `service_fn` alone (the baseline);
+//! * `seawall_default` — seawall's breaker with its defaults (count window of
+//!   100 calls, 50 % failure rate, 20 calls minimum, 5 s open);
+//! * `seawall_time_window` — the same with a 10 s time window in 10 buckets;
+//! * `seawall_slow_calls` — the default plus the slow-call rule (500 ms, 80 %);
+//! * `tower_resilience` — tower-resilience 0.13 `CircuitBreakerLayer`;
+//! * `failsafe` — failsafe 1.3 `StateMachine`, through its futures API.
+//!
+//! The peers are configured as close as they allow to seawall's default.
+//! Nothing is built inside the timed loops: each sample times a loop over one
+//! clone of the service, taken before the clock starts.
+//!
+//! Before criterion runs, the allocations per call of each contender are
+//! counted (100 000 calls each) and printed as a table; the table is printed
+//! again, with a CSV copy, after criterion's output. Counting needs a
+//! counting `#[global_allocator]` (`benches/support/alloc_counter.rs`), which
+//! is compiled only with `--cfg seawall_count_allocs` because the crate's
+//! `unsafe_code = "forbid"` rules out the `unsafe impl GlobalAlloc` it needs.
+//!
+//! Run with `cargo bench --bench circuit_breaker` (about a minute).
+
+// The `seawall_count_allocs` cfg is not declared in the crate's check-cfg
+// list; it is set by hand (see above).
+#![allow(unexpected_cfgs)]
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use failsafe::futures::CircuitBreaker as _;
+use seawall::circuit_breaker::CircuitBreakerLayer;
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceExt};
+
+#[cfg(seawall_count_allocs)]
+#[path = "support/alloc_counter.rs"]
+mod alloc_counter;
+
+/// Calls made per contender to count allocations.
+const ALLOC_SAMPLE_CALLS: u64 = 100_000;
+
+/// Allocation calls made so far on this thread, if they are counted.
+fn alloc_calls() -> Option<u64> {
+    #[cfg(seawall_count_allocs)]
+    {
+        Some(alloc_counter::alloc_calls_on_this_thread())
+    }
+    #[cfg(not(seawall_count_allocs))]
+    {
+        None
+    }
+}
+
+/// The service every contender wraps: echoes its request, never fails.
+fn echo(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    tower::service_fn(|req: u64| async move { Ok::<_, Infallible>(req) })
+}
+
+/// seawall's breaker, as configured by `builder`, around [`echo`].
+fn seawall_service(
+    builder: seawall::circuit_breaker::Builder,
+) -> impl Service<u64, Response = u64, Error: Debug> + Clone {
+    let layer = builder.name("bench").build().expect("valid seawall config");
+    tower::ServiceBuilder::new().layer(layer).service(echo())
+}
+
+/// tower-resilience's breaker around [`echo`]: its count window of 100 calls,
+/// 50 % failure rate, 20 calls minimum (its default minimum is the window
+/// size), 5 s open (its default is 30 s).
+fn tower_resilience_service() -> impl Service<u64, Response = u64, Error: Debug> + Clone {
+    let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .name("bench")
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .minimum_number_of_calls(20)
+        .wait_duration_in_open(Duration::from_secs(5))
+        .build()
+        .expect("valid tower-resilience config");
+    tower::ServiceBuilder::new().layer(layer).service(echo())
+}
+
+/// failsafe's breaker. failsafe has no count window: the closest policy is a
+/// success rate over a time window (an EMA over 10 s) that opens below 50 %
+/// success once 20 calls were seen, and stays open a constant 5 s.
+type Failsafe = failsafe::StateMachine<
+    failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::Constant>,
+    (),
+>;
+
+fn failsafe_breaker() -> Failsafe {
+    let policy = failsafe::failure_policy::success_rate_over_time_window(
+        0.5,
+        20,
+        Duration::from_secs(10),
+        failsafe::backoff::constant(Duration::from_secs(5)),
+    );
+    failsafe::Config::new().failure_policy(policy).build()
+}
+
+/// One call through a tower service: readiness, call, await.
+async fn tower_call<S>(svc: &mut S, req: u64) -> u64
+where
+    S: Service<u64, Response = u64, Error: Debug>,
+{
+    svc.ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect("call")
+}
+
+/// One call through failsafe. failsafe is not tower middleware; its futures
+/// API (`failsafe::futures::CircuitBreaker::call`) wraps the inner call's
+/// future, checks admission on its first poll and records the outcome when it
+/// completes — the closest match to a tower breaker layer (its sync `call`
+/// takes a closure returning a `Result`, which cannot wrap an async call).
+/// The inner service's readiness is awaited first so the work matches the
+/// tower contenders.
+async fn failsafe_call<S>(breaker: &Failsafe, svc: &mut S, req: u64) -> u64
+where
+    S: Service<u64, Response = u64, Error: Debug>,
+{
+    let fut = svc.ready().await.expect("ready").call(req);
+    breaker.call(fut).await.expect("call")
+}
+
+/// Allocation calls per call over `ALLOC_SAMPLE_CALLS` calls, after 1 000
+/// warm-up calls.
+fn tower_allocs<S>(rt: &Runtime, svc: &S) -> Option<f64>
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
+    let mut svc = svc.clone();
+    rt.block_on(async move {
+        for i in 0..1_000 {
+            black_box(tower_call(&mut svc, i).await);
+        }
+        let before = alloc_calls()?;
+        for i in 0..ALLOC_SAMPLE_CALLS {
+            black_box(tower_call(&mut svc, black_box(i)).await);
+        }
+        let after = alloc_calls()?;
+        Some((after - before) as f64 / ALLOC_SAMPLE_CALLS as f64)
+    })
+}
+
+/// As [`tower_allocs`], for failsafe.
+fn failsafe_allocs<S>(rt: &Runtime, breaker: &Failsafe, svc: &S) -> Option<f64>
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
+    let mut svc = svc.clone();
+    rt.block_on(async move {
+        for i in 0..1_000 {
+            black_box(failsafe_call(breaker, &mut svc, i).await);
+        }
+        let before = alloc_calls()?;
+        for i in 0..ALLOC_SAMPLE_CALLS {
+            black_box(failsafe_call(breaker, &mut svc, black_box(i)).await);
+        }
+        let after = alloc_calls()?;
+        Some((after - before) as f64 / ALLOC_SAMPLE_CALLS as f64)
+    })
+}
+
+fn print_alloc_table(rows: &[(&str, Option<f64>)]) {
+    println!();
+    println!("allocations per call (success path, {ALLOC_SAMPLE_CALLS} calls each)");
+    println!("| contender            | allocs/call |");
+    println!("|----------------------|-------------|");
+    for (name, allocs) in rows {
+        match allocs {
+            Some(a) => println!("| {name:<20} | {a:>11.2} |"),
+            None => println!("| {name:<20} | {:>11} |", "not counted"),
+        }
+    }
+    if rows.iter().any(|(_, a)| a.is_none()) {
+        println!(
+            "(allocations are counted only in a build with RUSTFLAGS=\"--cfg seawall_count_allocs\" \
+             and `unsafe_code` not forbidden; see the header of benches/circuit_breaker.rs)"
+        );
+    }
+    println!("csv: contender,allocs_per_call");
+    for (name, allocs) in rows {
+        match allocs {
+            Some(a) => println!("csv: {name},{a:.2}"),
+            None => println!("csv: {name},"),
+        }
+    }
+    println!();
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Times `ready().await; call(1).await` on a clone of `svc`; the clone is
+/// taken once per sample, outside the timed loop.
+fn bench_tower<S>(group: &mut Group<'_>, rt: &Runtime, name: &str, svc: &S)
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let mut svc = svc.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(tower_call(&mut svc, black_box(1)).await);
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
+
+/// As [`bench_tower`], for failsafe.
+fn bench_failsafe<S>(group: &mut Group<'_>, rt: &Runtime, breaker: &Failsafe, svc: &S)
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
+    group.bench_function("failsafe", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let mut svc = svc.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(failsafe_call(breaker, &mut svc, black_box(1)).await);
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    // Everything is built here, outside the timed loops.
+    let bare = echo();
+    let seawall_default = seawall_service(CircuitBreakerLayer::builder());
+    let seawall_time_window = seawall_service(
+        CircuitBreakerLayer::builder().time_window(Duration::from_secs(10), 10),
+    );
+    let seawall_slow_calls = seawall_service(
+        CircuitBreakerLayer::builder().slow_calls(Duration::from_millis(500), 0.8),
+    );
+    let tower_resilience = tower_resilience_service();
+    let failsafe = failsafe_breaker();
+    let failsafe_inner = echo();
+
+    let allocs = [
+        ("bare", tower_allocs(&rt, &bare)),
+        ("seawall_default", tower_allocs(&rt, &seawall_default)),
+        ("seawall_time_window", tower_allocs(&rt, &seawall_time_window)),
+        ("seawall_slow_calls", tower_allocs(&rt, &seawall_slow_calls)),
+        ("tower_resilience", tower_allocs(&rt, &tower_resilience)),
+        ("failsafe", failsafe_allocs(&rt, &failsafe, &failsafe_inner)),
+    ];
+    print_alloc_table(&allocs);
+
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    {
+        let mut group = criterion.benchmark_group("breaker_overhead");
+        bench_tower(&mut group, &rt, "bare", &bare);
+        bench_tower(&mut group, &rt, "seawall_default", &seawall_default);
+        bench_tower(&mut group, &rt, "seawall_time_window", &seawall_time_window);
+        bench_tower(&mut group, &rt, "seawall_slow_calls", &seawall_slow_calls);
+        bench_tower(&mut group, &rt, "tower_resilience", &tower_resilience);
+        bench_failsafe(&mut group, &rt, &failsafe, &failsafe_inner);
+        group.finish();
+    }
+    criterion.final_summary();
+
+    print_alloc_table(&allocs);
+}

@@ -1,0 +1,189 @@
+//! Half-open probes: exactly K, their outcomes, drops and hung probes.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use seawall::circuit_breaker::{Cause, CircuitBreakerLayer, State};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::support::{call, is_open, Do, Downstream};
+
+fn tripped_on_first_failure(probes: u32) -> CircuitBreakerLayer {
+    CircuitBreakerLayer::builder()
+        .without_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .jitter(0.0)
+        .half_open_probes(probes)
+        .max_half_open_duration(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_admits_exactly_k_probes_and_closes_when_all_succeed() {
+    let layer = tripped_on_first_failure(3);
+    let handle = layer.handle();
+    let downstream = Downstream::default();
+    let svc = layer.layer(downstream.clone());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    // Start three slow probes; the fourth call is rejected while they are in flight.
+    let slow = Do::SucceedAfter(Duration::from_millis(50));
+    let probes: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(slow)))
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.snapshot().probes_in_flight, 3);
+    let extra = call(&svc, Do::Succeed).await;
+    assert!(is_open(&extra));
+    assert_eq!(
+        extra.unwrap_err().downcast_ref::<seawall::error::CircuitOpen>().unwrap().retry_after(),
+        None,
+        "no probe is scheduled while probes are in flight"
+    );
+    assert_eq!(downstream.received(), 4, "1 failure + 3 probes");
+
+    for p in probes {
+        assert!(p.await.unwrap().is_ok());
+    }
+    assert_eq!(handle.state(), State::Closed);
+    assert!(call(&svc, Do::Succeed).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failed_probe_reopens() {
+    let layer = tripped_on_first_failure(3);
+    let handle = layer.handle();
+    let mut transitions = handle.subscribe();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(call(&svc, Do::Succeed).await.is_ok());
+    assert_eq!(handle.snapshot().probe_successes, 1);
+    let _ = call(&svc, Do::Fail).await;
+    assert_eq!(handle.state(), State::Open);
+    let causes: Vec<_> = std::iter::from_fn(|| transitions.try_recv())
+        .map(|t| (t.from, t.to, t.cause))
+        .collect();
+    assert_eq!(
+        causes,
+        vec![
+            (State::Closed, State::Open, Cause::ConsecutiveFailures),
+            (State::Open, State::HalfOpen, Cause::OpenElapsed),
+            (State::HalfOpen, State::Open, Cause::ProbeFailed),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_probe_frees_its_slot_and_counts_as_nothing() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    // The probe hangs; the caller gives up and drops it before it answers.
+    let mut probe = svc.clone().oneshot(Do::Hang);
+    assert!((&mut probe).now_or_never().is_none());
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+    assert!(is_open(&call(&svc, Do::Succeed).await), "the only slot is taken");
+    drop(probe);
+    assert_eq!(handle.snapshot().probes_in_flight, 0);
+    assert_eq!(handle.state(), State::HalfOpen, "a dropped probe decides nothing");
+
+    // The next caller gets the slot, succeeds, and closes the breaker.
+    assert!(call(&svc, Do::Succeed).await.is_ok());
+    assert_eq!(handle.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reservation_dropped_between_poll_ready_and_call_frees_its_slot() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    let mut reserved = svc.clone();
+    std::future::poll_fn(|cx| reserved.poll_ready(cx)).await.unwrap();
+    assert_eq!(handle.snapshot().probes_in_flight, 1, "poll_ready reserved the probe");
+    drop(reserved);
+    assert_eq!(handle.snapshot().probes_in_flight, 0);
+    assert!(call(&svc, Do::Succeed).await.is_ok());
+    assert_eq!(handle.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_probes_cannot_keep_the_breaker_half_open() {
+    let layer = tripped_on_first_failure(2);
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    // Both probes hang forever and are never dropped.
+    let hung: Vec<_> = (0..2).map(|_| tokio::spawn(svc.clone().oneshot(Do::Hang))).collect();
+    tokio::task::yield_now().await;
+    assert_eq!(handle.snapshot().probes_in_flight, 2);
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert!(is_open(&call(&svc, Do::Succeed).await));
+    assert_eq!(handle.state(), State::HalfOpen);
+
+    // After the max half-open duration the breaker re-opens on the next call...
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(is_open(&call(&svc, Do::Succeed).await));
+    assert_eq!(handle.state(), State::Open);
+    // ...and probes afresh after the (grown) open duration, ignoring the hung ones.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(call(&svc, Do::Succeed).await.is_ok());
+    assert!(call(&svc, Do::Succeed).await.is_ok());
+    assert_eq!(handle.state(), State::Closed);
+    for h in hung {
+        h.abort();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn late_outcomes_of_calls_admitted_while_closed_do_not_decide_half_open() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    // A slow call admitted while closed...
+    let late = tokio::spawn(svc.clone().oneshot(Do::FailAfter(Duration::from_secs(2))));
+    tokio::task::yield_now().await;
+    // ...the breaker trips and goes half-open; a probe is in flight...
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let probe = tokio::spawn(svc.clone().oneshot(Do::SucceedAfter(Duration::from_secs(5))));
+    tokio::task::yield_now().await;
+    assert_eq!(handle.state(), State::HalfOpen);
+    // ...the old call fails now: it must not re-open the half-open breaker.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(late.await.unwrap().is_err());
+    assert_eq!(handle.state(), State::HalfOpen);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(probe.await.unwrap().is_ok());
+    assert_eq!(handle.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_probe_fails_when_the_slow_call_rule_is_on() {
+    let layer = CircuitBreakerLayer::builder()
+        .without_failure_rate()
+        .consecutive_failures(1)
+        .slow_calls(Duration::from_millis(100), 1.0)
+        .open_duration(Duration::from_secs(1))
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(call(&svc, Do::SucceedAfter(Duration::from_millis(150))).await.is_ok());
+    assert_eq!(handle.state(), State::Open);
+}
