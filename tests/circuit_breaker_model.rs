@@ -218,8 +218,16 @@ impl Model {
         let ctx = format!("step {step} ({op:?}): model {self:?}\nreal {snap:?}");
         assert_eq!(snap.state, self.state, "{ctx}");
         assert_eq!(snap.calls, self.window.len() as u64, "{ctx}");
-        assert_eq!(snap.failures, self.window.iter().filter(|s| s.0).count() as u64, "{ctx}");
-        assert_eq!(snap.slow_calls, self.window.iter().filter(|s| s.1).count() as u64, "{ctx}");
+        assert_eq!(
+            snap.failures,
+            self.window.iter().filter(|s| s.0).count() as u64,
+            "{ctx}"
+        );
+        assert_eq!(
+            snap.slow_calls,
+            self.window.iter().filter(|s| s.1).count() as u64,
+            "{ctx}"
+        );
         if self.cfg.consecutive.is_some() {
             assert_eq!(snap.consecutive_failures, self.consecutive, "{ctx}");
         }
@@ -231,7 +239,9 @@ impl Model {
         if self.state == State::Open {
             assert_eq!(
                 snap.next_probe_in,
-                Some(Duration::from_millis(self.open_until.saturating_sub(self.now))),
+                Some(Duration::from_millis(
+                    self.open_until.saturating_sub(self.now)
+                )),
                 "{ctx}"
             );
         }
@@ -252,26 +262,38 @@ struct InFlight {
 fn arb_cfg() -> impl Strategy<Value = Cfg> {
     (
         1usize..8,
-        prop_oneof![Just(None), Just(Some(0.5)), Just(Some(0.25)), Just(Some(1.0))],
+        prop_oneof![
+            Just(None),
+            Just(Some(0.5)),
+            Just(Some(0.25)),
+            Just(Some(1.0))
+        ],
         prop_oneof![Just(None), (1u32..4).prop_map(Some)],
-        prop_oneof![Just(None), Just(Some((100u64, 0.5))), Just(Some((100u64, 1.0)))],
+        prop_oneof![
+            Just(None),
+            Just(Some((100u64, 0.5))),
+            Just(Some((100u64, 1.0)))
+        ],
         1u32..4,
         0.0f64..=1.0,
     )
-        .prop_filter_map("needs a trip rule", |(window, rate, consecutive, slow, probes, min)| {
-            if rate.is_none() && consecutive.is_none() && slow.is_none() {
-                return None;
-            }
-            let minimum_calls = 1 + ((window - 1) as f64 * min) as usize;
-            Some(Cfg {
-                window,
-                minimum_calls,
-                failure_rate: rate,
-                consecutive,
-                slow,
-                probes,
-            })
-        })
+        .prop_filter_map(
+            "needs a trip rule",
+            |(window, rate, consecutive, slow, probes, min)| {
+                if rate.is_none() && consecutive.is_none() && slow.is_none() {
+                    return None;
+                }
+                let minimum_calls = 1 + ((window - 1) as f64 * min) as usize;
+                Some(Cfg {
+                    window,
+                    minimum_calls,
+                    failure_rate: rate,
+                    consecutive,
+                    slow,
+                    probes,
+                })
+            },
+        )
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -324,12 +346,14 @@ fn run(cfg: Cfg, ops: Vec<Op>) {
         });
         let layer = builder.classifier(classifier).build().unwrap();
         let handle = layer.handle();
-        let svc = layer.layer(tower::service_fn(|rx: oneshot::Receiver<Outcome>| async move {
-            match rx.await {
-                Ok(Outcome::Failure) | Err(_) => Err::<Outcome, BoxError>("failed".into()),
-                Ok(o) => Ok(o),
-            }
-        }));
+        let svc = layer.layer(tower::service_fn(
+            |rx: oneshot::Receiver<Outcome>| async move {
+                match rx.await {
+                    Ok(Outcome::Failure) | Err(_) => Err::<Outcome, BoxError>("failed".into()),
+                    Ok(o) => Ok(o),
+                }
+            },
+        ));
 
         let mut model = Model::new(cfg.clone());
         let mut in_flight: Vec<InFlight> = Vec::new();
@@ -347,7 +371,10 @@ fn run(cfg: Cfg, ops: Vec<Op>) {
                         std::task::Poll::Ready(result) => {
                             let err = result.expect_err("only a rejection is ready at once");
                             assert!(err.is::<seawall::error::CircuitOpen>(), "{err}");
-                            assert_eq!(expected, None, "step {step}: real rejected, model admitted");
+                            assert_eq!(
+                                expected, None,
+                                "step {step}: real rejected, model admitted"
+                            );
                         }
                         std::task::Poll::Pending => {
                             let ticket = expected.unwrap_or_else(|| {

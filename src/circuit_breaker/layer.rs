@@ -300,11 +300,9 @@ impl<C> Builder<C> {
                 Window::Count(CountWindow::new(size))
             }
             WindowSpec::Time { length, buckets } => {
-                check(
-                    (1..=MAX_BUCKETS).contains(&buckets),
-                    "time_window",
-                    || format!("must have between 1 and {MAX_BUCKETS} buckets (got {buckets})"),
-                )?;
+                check((1..=MAX_BUCKETS).contains(&buckets), "time_window", || {
+                    format!("must have between 1 and {MAX_BUCKETS} buckets (got {buckets})")
+                })?;
                 let bucket_nanos = crate::time::duration_to_nanos(length) / u64::from(buckets);
                 check(bucket_nanos >= 1_000_000, "time_window", || {
                     format!(
@@ -340,7 +338,9 @@ impl<C> Builder<C> {
                 || slow_calls.is_some()
                 || self.consecutive_failures.is_some(),
             "failure_rate",
-            || "no trip rule is set: keep the failure rate or set slow_calls or consecutive_failures".to_owned(),
+            || {
+                "no trip rule is set: keep the failure rate or set slow_calls or consecutive_failures".to_owned()
+            },
         )?;
         check(!self.open_duration.is_zero(), "open_duration", || {
             "must be longer than zero".to_owned()
@@ -360,11 +360,9 @@ impl<C> Builder<C> {
             "open_duration_multiplier",
             || format!("must be a finite number >= 1.0 (got {})", self.multiplier),
         )?;
-        check(
-            (0.0..=1.0).contains(&self.jitter),
-            "jitter",
-            || format!("must be within 0.0..=1.0 (got {})", self.jitter),
-        )?;
+        check((0.0..=1.0).contains(&self.jitter), "jitter", || {
+            format!("must be within 0.0..=1.0 (got {})", self.jitter)
+        })?;
         let reset_after = self.reset_backoff_after.unwrap_or(self.max_open_duration);
         check(!reset_after.is_zero(), "reset_backoff_after", || {
             "must be longer than zero".to_owned()
@@ -384,7 +382,9 @@ impl<C> Builder<C> {
             "max_half_open_duration",
             || "must be longer than zero".to_owned(),
         )?;
-        check(!self.name.is_empty(), "name", || "must not be empty".to_owned())?;
+        check(!self.name.is_empty(), "name", || {
+            "must not be empty".to_owned()
+        })?;
 
         let config = Config {
             name: Arc::from(self.name),

@@ -2,7 +2,7 @@
 //!
 //! A [`CircuitBreaker`] watches the outcomes of the calls that pass through it (as a
 //! [classifier](crate::classify) judges them). When the downstream looks broken it
-//! *opens*: calls fail at once with [`CircuitOpen`](error::CircuitOpen), without touching
+//! *opens*: calls fail at once with [`CircuitOpen`], without touching
 //! the inner service, so a dead dependency costs nanoseconds instead of a timeout and
 //! stops receiving load it cannot serve. After an open period it lets a few *probes*
 //! through (*half-open*); if they succeed it *closes* again.
@@ -38,7 +38,7 @@
 //! | state | calls | leaves when |
 //! |---|---|---|
 //! | [`Closed`](State::Closed) | pass, and are counted | a trip rule holds → Open |
-//! | [`Open`](State::Open) | rejected with [`CircuitOpen`](error::CircuitOpen) | the open duration is over → HalfOpen (the call that finds it over is the first probe) |
+//! | [`Open`](State::Open) | rejected with [`CircuitOpen`] | the open duration is over → HalfOpen (the call that finds it over is the first probe) |
 //! | [`HalfOpen`](State::HalfOpen) | up to `half_open_probes` probes pass; others are rejected | every probe succeeded → Closed; one failed → Open; `max_half_open_duration` passed with all probe slots taken → Open |
 //! | [`ForcedOpen`](State::ForcedOpen) | rejected | an operator calls [`Handle::reset`] or [`Handle::disable`] |
 //! | [`Disabled`](State::Disabled) | pass, still counted, never trip | an operator calls [`Handle::reset`] or [`Handle::force_open`] |
@@ -381,8 +381,10 @@ where
                 Reservation::Admitted(_) => self.reservation = Reservation::None,
                 Reservation::None => match self.shared.try_acquire() {
                     Ok(ticket) => {
-                        self.reservation =
-                            Reservation::Admitted(OutcomeRecorder::new(self.shared.clone(), ticket));
+                        self.reservation = Reservation::Admitted(OutcomeRecorder::new(
+                            self.shared.clone(),
+                            ticket,
+                        ));
                         return self.inner.poll_ready(cx).map_err(Into::into);
                     }
                     Err(rejection) => match self.readiness {

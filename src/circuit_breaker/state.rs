@@ -432,7 +432,12 @@ impl Shared {
                 return; // A late probe of an earlier half-open period.
             }
             if !good {
-                self.transition(Some(word), State::Open, Cause::ProbeFailed, self.clock.now());
+                self.transition(
+                    Some(word),
+                    State::Open,
+                    Cause::ProbeFailed,
+                    self.clock.now(),
+                );
                 return;
             }
             if word.successes() + 1 >= self.config.half_open_probes {
@@ -503,8 +508,7 @@ impl Shared {
         let mut guard = self.lock();
         let mut current = self.word();
         if let Some(expected) = expected {
-            if current.state() != expected.state()
-                || current.generation() != expected.generation()
+            if current.state() != expected.state() || current.generation() != expected.generation()
             {
                 return None;
             }

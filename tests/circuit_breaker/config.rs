@@ -43,16 +43,34 @@ fn every_bad_value_names_its_field() {
         (b().slow_calls(s(1), f64::NAN), "slow_calls"),
         (b().consecutive_failures(0), "consecutive_failures"),
         (b().open_duration(Duration::ZERO), "open_duration"),
-        (b().open_duration(s(10)).max_open_duration(s(5)), "max_open_duration"),
-        (b().open_duration_multiplier(0.5), "open_duration_multiplier"),
-        (b().open_duration_multiplier(f64::INFINITY), "open_duration_multiplier"),
-        (b().open_duration_multiplier(f64::NAN), "open_duration_multiplier"),
+        (
+            b().open_duration(s(10)).max_open_duration(s(5)),
+            "max_open_duration",
+        ),
+        (
+            b().open_duration_multiplier(0.5),
+            "open_duration_multiplier",
+        ),
+        (
+            b().open_duration_multiplier(f64::INFINITY),
+            "open_duration_multiplier",
+        ),
+        (
+            b().open_duration_multiplier(f64::NAN),
+            "open_duration_multiplier",
+        ),
         (b().jitter(-0.1), "jitter"),
         (b().jitter(1.5), "jitter"),
-        (b().reset_backoff_after(Duration::ZERO), "reset_backoff_after"),
+        (
+            b().reset_backoff_after(Duration::ZERO),
+            "reset_backoff_after",
+        ),
         (b().half_open_probes(0), "half_open_probes"),
         (b().half_open_probes(10_001), "half_open_probes"),
-        (b().max_half_open_duration(Duration::ZERO), "max_half_open_duration"),
+        (
+            b().max_half_open_duration(Duration::ZERO),
+            "max_half_open_duration",
+        ),
         (b().name(""), "name"),
     ];
     for (builder, field) in cases {
@@ -70,7 +88,8 @@ fn boundary_values_are_accepted_not_clamped() {
         b().failure_rate(0.0),
         b().failure_rate(1.0),
         b().without_failure_rate().consecutive_failures(1),
-        b().without_failure_rate().slow_calls(Duration::from_nanos(1), 1.0),
+        b().without_failure_rate()
+            .slow_calls(Duration::from_nanos(1), 1.0),
         b().open_duration(s(7)).max_open_duration(s(7)),
         b().open_duration_multiplier(1.0),
         b().jitter(0.0),

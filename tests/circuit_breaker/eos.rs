@@ -24,7 +24,10 @@ impl Classify<Streamed, std::convert::Infallible> for StatusClassifier {
     type Eos = AtEnd;
     fn classify(&self, result: &Result<Streamed, std::convert::Infallible>) -> Verdict<AtEnd> {
         match result {
-            Ok(Streamed { status_in_headers: Some(s), .. }) => Verdict::Classified(judge(*s)),
+            Ok(Streamed {
+                status_in_headers: Some(s),
+                ..
+            }) => Verdict::Classified(judge(*s)),
             Ok(_) => Verdict::AtEndOfStream(AtEnd),
             Err(never) => match *never {},
         }
@@ -63,10 +66,16 @@ impl<R: RecordOutcome> Tracked<R> {
 impl ClassifyEos<Streamed> for AtEnd {
     type Response<R: RecordOutcome> = Tracked<R>;
     fn defer<R: RecordOutcome>(self, stream: Streamed, recorder: R) -> Tracked<R> {
-        Tracked { stream, recorder: Some(recorder) }
+        Tracked {
+            stream,
+            recorder: Some(recorder),
+        }
     }
     fn passthrough<R: RecordOutcome>(stream: Streamed) -> Tracked<R> {
-        Tracked { stream, recorder: None }
+        Tracked {
+            stream,
+            recorder: None,
+        }
     }
 }
 
@@ -84,11 +93,20 @@ fn layer() -> CircuitBreakerLayer<StatusClassifier> {
 /// A service whose response status comes in the trailers, sent through `tx`.
 fn streaming(
     rx: std::sync::Arc<std::sync::Mutex<Vec<oneshot::Receiver<u8>>>>,
-) -> impl tower::Service<(), Response = Streamed, Error = std::convert::Infallible, Future = impl Send> + Clone
-{
+) -> impl tower::Service<(), Response = Streamed, Error = std::convert::Infallible, Future = impl Send>
+       + Clone {
     tower::service_fn(move |()| {
-        let trailers = rx.lock().unwrap().pop().expect("a trailer channel per call");
-        async move { Ok(Streamed { status_in_headers: None, trailers }) }
+        let trailers = rx
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("a trailer channel per call");
+        async move {
+            Ok(Streamed {
+                status_in_headers: None,
+                trailers,
+            })
+        }
     })
 }
 
@@ -124,7 +142,10 @@ async fn a_status_in_the_headers_is_recorded_at_once() {
     let handle = layer.handle();
     let svc = layer.layer(tower::service_fn(|()| async {
         let (_tx, trailers) = oneshot::channel();
-        Ok::<_, std::convert::Infallible>(Streamed { status_in_headers: Some(14), trailers })
+        Ok::<_, std::convert::Infallible>(Streamed {
+            status_in_headers: Some(14),
+            trailers,
+        })
     }));
     for _ in 0..2 {
         let r = svc.clone().oneshot(()).await.unwrap();

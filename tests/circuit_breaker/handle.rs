@@ -9,7 +9,10 @@ use crate::support::{call, is_open, Do, Downstream};
 
 #[tokio::test(start_paused = true)]
 async fn force_open_rejects_everything_until_reset() {
-    let layer = CircuitBreakerLayer::builder().name("orders").build().unwrap();
+    let layer = CircuitBreakerLayer::builder()
+        .name("orders")
+        .build()
+        .unwrap();
     let handle = layer.handle();
     assert_eq!(handle.name(), "orders");
     let downstream = Downstream::default();
@@ -19,7 +22,12 @@ async fn force_open_rejects_everything_until_reset() {
         let result = call(&svc, Do::Succeed).await;
         assert!(is_open(&result));
         let err = result.unwrap_err();
-        assert_eq!(err.downcast_ref::<seawall::error::CircuitOpen>().unwrap().retry_after(), None);
+        assert_eq!(
+            err.downcast_ref::<seawall::error::CircuitOpen>()
+                .unwrap()
+                .retry_after(),
+            None
+        );
     }
     // Time does not end a forced open.
     tokio::time::advance(Duration::from_secs(86_400)).await;
@@ -76,7 +84,10 @@ async fn reset_closes_an_open_breaker_and_restarts_the_backoff() {
     assert_eq!(handle.state(), State::Closed);
     assert_eq!(handle.snapshot().trips, 0);
     let _ = call(&svc, Do::Fail).await;
-    assert_eq!(handle.snapshot().next_probe_in, Some(Duration::from_secs(1)));
+    assert_eq!(
+        handle.snapshot().next_probe_in,
+        Some(Duration::from_secs(1))
+    );
 }
 
 #[tokio::test(start_paused = true)]

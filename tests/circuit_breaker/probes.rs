@@ -40,7 +40,11 @@ async fn half_open_admits_exactly_k_probes_and_closes_when_all_succeed() {
     let extra = call(&svc, Do::Succeed).await;
     assert!(is_open(&extra));
     assert_eq!(
-        extra.unwrap_err().downcast_ref::<seawall::error::CircuitOpen>().unwrap().retry_after(),
+        extra
+            .unwrap_err()
+            .downcast_ref::<seawall::error::CircuitOpen>()
+            .unwrap()
+            .retry_after(),
         None,
         "no probe is scheduled while probes are in flight"
     );
@@ -90,10 +94,17 @@ async fn a_dropped_probe_frees_its_slot_and_counts_as_nothing() {
     let mut probe = svc.clone().oneshot(Do::Hang);
     assert!((&mut probe).now_or_never().is_none());
     assert_eq!(handle.snapshot().probes_in_flight, 1);
-    assert!(is_open(&call(&svc, Do::Succeed).await), "the only slot is taken");
+    assert!(
+        is_open(&call(&svc, Do::Succeed).await),
+        "the only slot is taken"
+    );
     drop(probe);
     assert_eq!(handle.snapshot().probes_in_flight, 0);
-    assert_eq!(handle.state(), State::HalfOpen, "a dropped probe decides nothing");
+    assert_eq!(
+        handle.state(),
+        State::HalfOpen,
+        "a dropped probe decides nothing"
+    );
 
     // The next caller gets the slot, succeeds, and closes the breaker.
     assert!(call(&svc, Do::Succeed).await.is_ok());
@@ -109,8 +120,14 @@ async fn a_reservation_dropped_between_poll_ready_and_call_frees_its_slot() {
     tokio::time::advance(Duration::from_secs(1)).await;
 
     let mut reserved = svc.clone();
-    std::future::poll_fn(|cx| reserved.poll_ready(cx)).await.unwrap();
-    assert_eq!(handle.snapshot().probes_in_flight, 1, "poll_ready reserved the probe");
+    std::future::poll_fn(|cx| reserved.poll_ready(cx))
+        .await
+        .unwrap();
+    assert_eq!(
+        handle.snapshot().probes_in_flight,
+        1,
+        "poll_ready reserved the probe"
+    );
     drop(reserved);
     assert_eq!(handle.snapshot().probes_in_flight, 0);
     assert!(call(&svc, Do::Succeed).await.is_ok());
@@ -126,7 +143,9 @@ async fn hung_probes_cannot_keep_the_breaker_half_open() {
     tokio::time::advance(Duration::from_secs(1)).await;
 
     // Both probes hang forever and are never dropped.
-    let hung: Vec<_> = (0..2).map(|_| tokio::spawn(svc.clone().oneshot(Do::Hang))).collect();
+    let hung: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(svc.clone().oneshot(Do::Hang)))
+        .collect();
     tokio::task::yield_now().await;
     assert_eq!(handle.snapshot().probes_in_flight, 2);
     tokio::time::advance(Duration::from_secs(29)).await;
@@ -158,7 +177,10 @@ async fn late_outcomes_of_calls_admitted_while_closed_do_not_decide_half_open() 
     // ...the breaker trips and goes half-open; a probe is in flight...
     let _ = call(&svc, Do::Fail).await;
     tokio::time::advance(Duration::from_secs(1)).await;
-    let probe = tokio::spawn(svc.clone().oneshot(Do::SucceedAfter(Duration::from_secs(5))));
+    let probe = tokio::spawn(
+        svc.clone()
+            .oneshot(Do::SucceedAfter(Duration::from_secs(5))),
+    );
     tokio::task::yield_now().await;
     assert_eq!(handle.state(), State::HalfOpen);
     // ...the old call fails now: it must not re-open the half-open breaker.
@@ -184,6 +206,8 @@ async fn a_slow_probe_fails_when_the_slow_call_rule_is_on() {
     let svc = layer.layer(Downstream::default());
     let _ = call(&svc, Do::Fail).await;
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(call(&svc, Do::SucceedAfter(Duration::from_millis(150))).await.is_ok());
+    assert!(call(&svc, Do::SucceedAfter(Duration::from_millis(150)))
+        .await
+        .is_ok());
     assert_eq!(handle.state(), State::Open);
 }

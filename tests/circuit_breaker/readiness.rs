@@ -43,7 +43,10 @@ async fn fail_fast_rejects_without_touching_the_inner_service() {
     // Ready at once although the inner service never is.
     let ready = std::future::poll_fn(|cx| svc.poll_ready(cx)).now_or_never();
     assert!(matches!(ready, Some(Ok(()))));
-    let result = svc.call(Do::Succeed).now_or_never().expect("a ready rejection");
+    let result = svc
+        .call(Do::Succeed)
+        .now_or_never()
+        .expect("a ready rejection");
     assert!(result.unwrap_err().is::<seawall::error::CircuitOpen>());
     assert_eq!(inner.polls.load(Ordering::SeqCst), 0);
 }
@@ -95,7 +98,11 @@ async fn backpressure_is_pending_while_open_and_wakes_for_the_probe() {
     assert_eq!(downstream.received(), 1);
     let (result, waited) = waiting.await.unwrap();
     assert!(result.is_ok());
-    assert_eq!(waited, Duration::from_secs(2), "woken exactly when the probe may go");
+    assert_eq!(
+        waited,
+        Duration::from_secs(2),
+        "woken exactly when the probe may go"
+    );
     assert_eq!(handle.state(), State::Closed);
     assert_eq!(handle.snapshot().rejections, 0);
 }
@@ -116,14 +123,20 @@ async fn backpressure_waiters_wake_when_a_probe_slot_frees() {
     let _ = call(&svc, Do::Fail).await;
     tokio::time::advance(Duration::from_secs(1)).await;
     // The probe takes 1 s; a second caller waits for it rather than failing.
-    let probe = tokio::spawn(svc.clone().oneshot(Do::SucceedAfter(Duration::from_secs(1))));
+    let probe = tokio::spawn(
+        svc.clone()
+            .oneshot(Do::SucceedAfter(Duration::from_secs(1))),
+    );
     tokio::task::yield_now().await;
     assert_eq!(handle.state(), State::HalfOpen);
     let second = tokio::spawn(svc.clone().oneshot(Do::Succeed));
     tokio::task::yield_now().await;
     assert!(!second.is_finished());
     assert!(probe.await.unwrap().is_ok());
-    assert!(second.await.unwrap().is_ok(), "woken when the probe closed the breaker");
+    assert!(
+        second.await.unwrap().is_ok(),
+        "woken when the probe closed the breaker"
+    );
     assert_eq!(handle.state(), State::Closed);
 }
 
@@ -174,16 +187,21 @@ async fn p2c_routes_around_an_open_endpoint() {
         bad_endpoint,
         breaker("good").layer(tower::util::BoxCloneSyncService::new(good.clone())),
     ];
-    let discover = PendingRequestsDiscover::new(
-        ServiceList::new(endpoints),
-        CompleteOnResponse::default(),
-    );
+    let discover =
+        PendingRequestsDiscover::new(ServiceList::new(endpoints), CompleteOnResponse::default());
     let mut balance = Balance::new(discover);
     for _ in 0..200 {
         let svc = balance.ready().await.unwrap();
-        assert!(svc.call(Do::Succeed).await.is_ok(), "the open endpoint is never picked");
+        assert!(
+            svc.call(Do::Succeed).await.is_ok(),
+            "the open endpoint is never picked"
+        );
     }
     assert_eq!(bad.received(), 1);
     assert_eq!(good.received(), 200);
-    assert_eq!(bad_handle.snapshot().rejections, 0, "not rejected: not ready");
+    assert_eq!(
+        bad_handle.snapshot().rejections,
+        0,
+        "not rejected: not ready"
+    );
 }

@@ -29,7 +29,11 @@ async fn failure_rate_trips_only_after_minimum_calls() {
     assert!(call(&svc, Do::Succeed).await.is_ok());
     assert_eq!(handle.state(), State::Open);
     assert!(is_open(&call(&svc, Do::Succeed).await));
-    assert_eq!(downstream.received(), 4, "the rejected call never reached it");
+    assert_eq!(
+        downstream.received(),
+        4,
+        "the rejected call never reached it"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -65,7 +69,15 @@ async fn count_window_forgets_old_failures() {
     let handle = layer.handle();
     let svc = layer.layer(Downstream::default());
     // F F S S: 50 %. Then S pushes out one F (25 %), then F F: S S F F... never 3 of 4.
-    for what in [Do::Fail, Do::Fail, Do::Succeed, Do::Succeed, Do::Succeed, Do::Fail, Do::Fail] {
+    for what in [
+        Do::Fail,
+        Do::Fail,
+        Do::Succeed,
+        Do::Succeed,
+        Do::Succeed,
+        Do::Fail,
+        Do::Fail,
+    ] {
         let _ = call(&svc, what).await;
     }
     assert_eq!(handle.state(), State::Closed);
@@ -96,7 +108,11 @@ async fn time_window_forgets_calls_older_than_its_length() {
         let _ = call(&svc, Do::Succeed).await;
     }
     let _ = call(&svc, Do::Fail).await;
-    assert_eq!(handle.state(), State::Closed, "1 of 4 failing in the window");
+    assert_eq!(
+        handle.state(),
+        State::Closed,
+        "1 of 4 failing in the window"
+    );
     for _ in 0..3 {
         let _ = call(&svc, Do::Fail).await;
     }
@@ -144,7 +160,10 @@ async fn consecutive_failures_trip_and_a_success_resets_the_streak() {
     let _ = call(&svc, Do::Fail).await;
     assert_eq!(handle.state(), State::Open);
     let t = transitions.try_recv().unwrap();
-    assert_eq!((t.from, t.to, t.cause), (State::Closed, State::Open, Cause::ConsecutiveFailures));
+    assert_eq!(
+        (t.from, t.to, t.cause),
+        (State::Closed, State::Open, Cause::ConsecutiveFailures)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -162,7 +181,10 @@ async fn rules_combine_whichever_holds_first_trips() {
     for _ in 0..5 {
         let _ = call(&svc, Do::Fail).await;
     }
-    assert_eq!(transitions.try_recv().unwrap().cause, Cause::ConsecutiveFailures);
+    assert_eq!(
+        transitions.try_recv().unwrap().cause,
+        Cause::ConsecutiveFailures
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -239,7 +261,10 @@ async fn open_duration_grows_caps_and_resets_after_a_healthy_period() {
         assert_eq!(snap.state, State::Open);
         assert_eq!(snap.next_probe_in, Some(Duration::from_secs(expected)));
         tokio::time::advance(Duration::from_secs(expected) - Duration::from_millis(1)).await;
-        assert!(is_open(&call(&svc, Do::Fail).await), "still open just before {expected}s");
+        assert!(
+            is_open(&call(&svc, Do::Fail).await),
+            "still open just before {expected}s"
+        );
         tokio::time::advance(Duration::from_millis(1)).await;
         let _ = call(&svc, Do::Fail).await; // the probe, failing
     }
@@ -249,13 +274,19 @@ async fn open_duration_grows_caps_and_resets_after_a_healthy_period() {
     assert_eq!(handle.state(), State::Closed);
     tokio::time::advance(Duration::from_secs(10)).await;
     let _ = call(&svc, Do::Fail).await;
-    assert_eq!(handle.snapshot().next_probe_in, Some(Duration::from_secs(5)));
+    assert_eq!(
+        handle.snapshot().next_probe_in,
+        Some(Duration::from_secs(5))
+    );
     // After a healthy minute closed, the next trip starts from the base again.
     tokio::time::advance(Duration::from_secs(5)).await;
     assert!(call(&svc, Do::Succeed).await.is_ok());
     tokio::time::advance(Duration::from_secs(60)).await;
     let _ = call(&svc, Do::Fail).await;
-    assert_eq!(handle.snapshot().next_probe_in, Some(Duration::from_secs(1)));
+    assert_eq!(
+        handle.snapshot().next_probe_in,
+        Some(Duration::from_secs(1))
+    );
     assert_eq!(handle.snapshot().trips, 1);
 }
 
@@ -287,6 +318,9 @@ async fn jitter_is_seeded_and_only_shortens() {
     assert_eq!(a, open_for(7).await, "same seed, same durations");
     assert_ne!(a, open_for(8).await, "another seed, other durations");
     for d in &a {
-        assert!(*d > Duration::from_secs(5) && *d <= Duration::from_secs(10), "{d:?}");
+        assert!(
+            *d > Duration::from_secs(5) && *d <= Duration::from_secs(10),
+            "{d:?}"
+        );
     }
 }

@@ -48,7 +48,11 @@ async fn works_with_box_error_inner_errors_and_in_a_service_builder() {
         });
     assert_eq!(svc.clone().oneshot(3).await.unwrap(), 3);
     let err = svc.clone().oneshot(0).await.unwrap_err();
-    assert_eq!(err.to_string(), "zero", "the inner error passes through unchanged");
+    assert_eq!(
+        err.to_string(),
+        "zero",
+        "the inner error passes through unchanged"
+    );
     assert!(!seawall::error::is_rejection(&*err));
     assert_eq!(handle.state(), State::Open);
     let err = svc.clone().oneshot(3).await.unwrap_err();
@@ -59,7 +63,10 @@ async fn works_with_box_error_inner_errors_and_in_a_service_builder() {
 async fn concrete_inner_errors_are_boxed() {
     let layer = CircuitBreakerLayer::builder().build().unwrap();
     let svc = layer.layer(tower::service_fn(|()| async {
-        Err::<(), _>(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"))
+        Err::<(), _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ))
     }));
     let err = svc.oneshot(()).await.unwrap_err();
     assert_eq!(

@@ -38,9 +38,8 @@ impl Downstream {
 impl Service<Do> for Downstream {
     type Response = &'static str;
     type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<&'static str, BoxError>> + Send>,
-    >;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<&'static str, BoxError>> + Send>>;
 
     fn poll_ready(
         &mut self,

@@ -1,0 +1,234 @@
+//! The `metrics` and `tracing` integrations.
+#![cfg(feature = "circuit-breaker")]
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[cfg(feature = "metrics")]
+mod metrics_facade {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use seawall::circuit_breaker::CircuitBreakerLayer;
+    use tower::Layer;
+
+    use crate::support::{call, Do, Downstream};
+
+    /// Delegates to the debugging recorder and counts how often handles are registered.
+    struct CountingRecorder {
+        inner: DebuggingRecorder,
+        registrations: Arc<AtomicUsize>,
+    }
+
+    impl Recorder for CountingRecorder {
+        fn describe_counter(&self, k: KeyName, u: Option<Unit>, d: SharedString) {
+            self.inner.describe_counter(k, u, d)
+        }
+        fn describe_gauge(&self, k: KeyName, u: Option<Unit>, d: SharedString) {
+            self.inner.describe_gauge(k, u, d)
+        }
+        fn describe_histogram(&self, k: KeyName, u: Option<Unit>, d: SharedString) {
+            self.inner.describe_histogram(k, u, d)
+        }
+        fn register_counter(&self, key: &Key, m: &Metadata<'_>) -> Counter {
+            self.registrations.fetch_add(1, Ordering::SeqCst);
+            self.inner.register_counter(key, m)
+        }
+        fn register_gauge(&self, key: &Key, m: &Metadata<'_>) -> Gauge {
+            self.registrations.fetch_add(1, Ordering::SeqCst);
+            self.inner.register_gauge(key, m)
+        }
+        fn register_histogram(&self, key: &Key, m: &Metadata<'_>) -> Histogram {
+            self.registrations.fetch_add(1, Ordering::SeqCst);
+            self.inner.register_histogram(key, m)
+        }
+    }
+
+    fn value(snapshotter: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(key, _, _, v)| {
+                let key = key.key();
+                let matches = key.name() == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v));
+                matches.then(|| match v {
+                    DebugValue::Counter(c) => c as f64,
+                    DebugValue::Gauge(g) => g.into_inner(),
+                    DebugValue::Histogram(_) => f64::NAN,
+                })
+            })
+    }
+
+    #[test]
+    fn calls_rejections_state_and_transitions_are_reported_with_handles_registered_once() {
+        let inner = DebuggingRecorder::new();
+        let snapshotter = inner.snapshotter();
+        let registrations = Arc::new(AtomicUsize::new(0));
+        let recorder = CountingRecorder {
+            inner,
+            registrations: registrations.clone(),
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let layer = CircuitBreakerLayer::builder()
+                    .name("payments")
+                    .without_failure_rate()
+                    .consecutive_failures(3)
+                    .slow_calls(Duration::from_millis(100), 1.0)
+                    .build()
+                    .unwrap();
+                let at_build = registrations.load(Ordering::SeqCst);
+                assert!(at_build >= 6, "handles are resolved at build time");
+                let svc = layer.layer(Downstream::default());
+                for _ in 0..1_000 {
+                    let _ = call(&svc, Do::Succeed).await;
+                }
+                let _ = call(&svc, Do::SucceedAfter(Duration::from_millis(150))).await;
+                assert_eq!(
+                    registrations.load(Ordering::SeqCst),
+                    at_build,
+                    "no registration per call"
+                );
+                for _ in 0..3 {
+                    let _ = call(&svc, Do::Fail).await;
+                }
+                for _ in 0..5 {
+                    let _ = call(&svc, Do::Succeed).await;
+                }
+            });
+        });
+        let p = ("policy", "payments");
+        let calls = |outcome| {
+            value(
+                &snapshotter,
+                "seawall_circuit_breaker_calls_total",
+                &[p, ("outcome", outcome)],
+            )
+        };
+        assert_eq!(calls("success"), Some(1_001.0));
+        assert_eq!(calls("failure"), Some(3.0));
+        assert_eq!(calls("ignored"), Some(0.0));
+        assert_eq!(
+            value(
+                &snapshotter,
+                "seawall_circuit_breaker_slow_calls_total",
+                &[p]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &snapshotter,
+                "seawall_circuit_breaker_rejections_total",
+                &[p]
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            value(&snapshotter, "seawall_circuit_breaker_state", &[p]),
+            Some(1.0),
+            "open"
+        );
+        assert_eq!(
+            value(
+                &snapshotter,
+                "seawall_circuit_breaker_transitions_total",
+                &[p, ("from", "closed"), ("to", "open")]
+            ),
+            Some(1.0)
+        );
+    }
+}
+
+#[cfg(feature = "tracing")]
+mod tracing_events {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use seawall::circuit_breaker::CircuitBreakerLayer;
+    use tower::Layer;
+
+    use crate::support::{call, Do, Downstream};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_event_per_transition_and_none_per_call() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let layer = CircuitBreakerLayer::builder()
+                    .name("search")
+                    .without_failure_rate()
+                    .consecutive_failures(2)
+                    .open_duration(Duration::from_secs(1))
+                    .build()
+                    .unwrap();
+                let svc = layer.layer(Downstream::default());
+                for _ in 0..100 {
+                    let _ = call(&svc, Do::Succeed).await;
+                }
+                for _ in 0..2 {
+                    let _ = call(&svc, Do::Fail).await;
+                }
+                for _ in 0..50 {
+                    let _ = call(&svc, Do::Succeed).await; // rejected
+                }
+                tokio::time::advance(Duration::from_secs(1)).await;
+                let _ = call(&svc, Do::Succeed).await; // probe closes it
+            });
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            3,
+            "closed->open, open->half_open, half_open->closed:\n{text}"
+        );
+        assert!(lines[0].contains("WARN") && lines[0].contains("circuit breaker opened"));
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("policy=\"search\"") || l.contains("policy=search")),
+            "{text}"
+        );
+        assert!(lines[2].contains("to=Closed"), "{text}");
+    }
+}
