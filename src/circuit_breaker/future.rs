@@ -19,7 +19,8 @@ use crate::BoxError;
 /// end-of-stream classifier it travels inside the response (see
 /// [`classify`](crate::classify#classification-at-end-of-stream)) and records when the
 /// stream ends. Dropped unrecorded, the call counts as nothing and a half-open probe slot
-/// it holds is given back.
+/// it holds is given back. The example of [`ClassifyEos`] shows one travelling with a
+/// response.
 pub struct OutcomeRecorder {
     shared: Arc<Shared>,
     ticket: Ticket,

@@ -98,7 +98,8 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// A subscription to a breaker's transitions, from [`Handle::subscribe`].
+/// A subscription to a breaker's transitions, from [`Handle::subscribe`] (which has an
+/// example).
 ///
 /// It buffers the latest 64 transitions; a subscriber that falls further behind skips the
 /// oldest ones and can see how many with [`missed`](Self::missed).

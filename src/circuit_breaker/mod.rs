@@ -144,6 +144,14 @@ use crate::classify::{Classify, ClassifyEos, ErrorsAsFailures};
 use crate::BoxError;
 
 /// A breaker's state.
+///
+/// ```
+/// use seawall::circuit_breaker::{CircuitBreakerLayer, State};
+///
+/// let handle = CircuitBreakerLayer::builder().build().unwrap().handle();
+/// assert_eq!(handle.state(), State::Closed);
+/// assert_eq!(State::HalfOpen.as_str(), "half_open");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum State {
@@ -188,7 +196,7 @@ impl fmt::Display for State {
     }
 }
 
-/// Why a transition happened.
+/// Why a transition happened; see [`Transition`] for an example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Cause {
@@ -215,6 +223,16 @@ pub enum Cause {
 }
 
 /// One state transition, as [`Handle::subscribe`] reports it.
+///
+/// ```
+/// use seawall::circuit_breaker::{Cause, CircuitBreakerLayer, State};
+///
+/// let handle = CircuitBreakerLayer::builder().build().unwrap().handle();
+/// let mut transitions = handle.subscribe();
+/// handle.disable();
+/// let t = transitions.try_recv().unwrap();
+/// assert_eq!((t.from, t.to, t.cause), (State::Closed, State::Disabled, Cause::Disabled));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Transition {
@@ -229,6 +247,25 @@ pub struct Transition {
 }
 
 /// A breaker's state and counts at one moment, from [`Handle::snapshot`].
+///
+/// ```
+/// use seawall::circuit_breaker::CircuitBreakerLayer;
+/// use tower::{Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let layer = CircuitBreakerLayer::builder().build().unwrap();
+/// let handle = layer.handle();
+/// let svc = layer.layer(tower::service_fn(|fail: bool| async move {
+///     if fail { Err("boom") } else { Ok(()) }
+/// }));
+/// for fail in [true, false, false, false] {
+///     let _ = svc.clone().oneshot(fail).await;
+/// }
+/// let snap = handle.snapshot();
+/// assert_eq!((snap.calls, snap.failures), (4, 1));
+/// assert_eq!(snap.failure_rate(), 0.25);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -275,6 +312,17 @@ fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 /// What the breaker does to readiness while it rejects calls.
+///
+/// ```
+/// use seawall::circuit_breaker::{CircuitBreakerLayer, Readiness};
+///
+/// // For one endpoint of a `tower::balance::p2c::Balance`: not ready while open.
+/// let layer = CircuitBreakerLayer::builder()
+///     .readiness(Readiness::Backpressure)
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Readiness {
     /// `poll_ready` is ready at once (without polling the inner service) and `call`
@@ -296,6 +344,18 @@ enum Reservation {
 ///
 /// Made by [`CircuitBreakerLayer`]; every clone shares the breaker. See the
 /// [module docs](self).
+///
+/// ```
+/// use seawall::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+/// use tower::Layer;
+///
+/// let svc: CircuitBreaker<_> = CircuitBreakerLayer::builder()
+///     .build()
+///     .unwrap()
+///     .layer(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+/// let handle = svc.handle(); // the same breaker as the layer's handle
+/// # let _ = handle;
+/// ```
 pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
     shared: Arc<Shared>,

@@ -55,6 +55,12 @@ use std::time::Duration;
 
 /// How a call affects the health of the downstream, as the breaker and other
 /// health-tracking layers count it.
+///
+/// ```
+/// use seawall::classify::{Classification, Health};
+///
+/// assert_eq!(Classification::ignored().health(), Health::Ignored);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Health {
     /// The downstream did its job.
@@ -174,6 +180,15 @@ impl fmt::Debug for Classification {
 
 /// What a classifier says about a result: classified now, or only when the response's
 /// stream ends.
+///
+/// ```
+/// use seawall::classify::{Classify, ErrorsAsFailures, Verdict};
+///
+/// match ErrorsAsFailures.classify(&Ok::<_, std::io::Error>("hello")) {
+///     Verdict::Classified(c) => assert!(c.is_success()),
+///     Verdict::AtEndOfStream(never) => match never {},
+/// }
+/// ```
 #[derive(Debug)]
 pub enum Verdict<Eos> {
     /// The outcome is known now.
@@ -223,6 +238,78 @@ pub trait Classify<T, E> {
 /// returns the response the layer hands back (usually the same response with its body
 /// wrapped) that calls [`RecordOutcome::record`] when the stream ends, or drops the
 /// recorder unrecorded if the body is dropped first.
+///
+/// A stream whose status arrives at its end, and a circuit breaker that counts it then:
+///
+/// ```
+/// use seawall::circuit_breaker::{CircuitBreakerLayer, State};
+/// use seawall::classify::{Classification, Classify, ClassifyEos, RecordOutcome, Verdict};
+/// use tokio::sync::oneshot;
+/// use tower::{Layer, ServiceExt};
+///
+/// /// A response whose status (0 = OK) comes after the body, like gRPC trailers.
+/// struct Stream { status: oneshot::Receiver<u8> }
+///
+/// /// The response the layer returns: the stream with the layer's recorder attached.
+/// struct Tracked<R> { stream: Stream, recorder: Option<R> }
+///
+/// impl<R: RecordOutcome> Tracked<R> {
+///     async fn finish(self) -> u8 {
+///         let status = self.stream.status.await.unwrap_or(2);
+///         if let Some(recorder) = self.recorder {
+///             recorder.record(if status == 0 {
+///                 Classification::success()
+///             } else {
+///                 Classification::failure()
+///             });
+///         }
+///         status
+///     }
+/// }
+///
+/// #[derive(Clone)]
+/// struct StatusAtEnd;
+/// struct AtEnd;
+///
+/// impl Classify<Stream, std::convert::Infallible> for StatusAtEnd {
+///     type Eos = AtEnd;
+///     fn classify(&self, _: &Result<Stream, std::convert::Infallible>) -> Verdict<AtEnd> {
+///         Verdict::AtEndOfStream(AtEnd)
+///     }
+/// }
+///
+/// impl ClassifyEos<Stream> for AtEnd {
+///     type Response<R: RecordOutcome> = Tracked<R>;
+///     fn defer<R: RecordOutcome>(self, stream: Stream, recorder: R) -> Tracked<R> {
+///         Tracked { stream, recorder: Some(recorder) }
+///     }
+///     fn passthrough<R: RecordOutcome>(stream: Stream) -> Tracked<R> {
+///         Tracked { stream, recorder: None }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let layer = CircuitBreakerLayer::builder()
+///     .without_failure_rate()
+///     .consecutive_failures(1)
+///     .classifier(StatusAtEnd)
+///     .build()
+///     .unwrap();
+/// let handle = layer.handle();
+/// let (tx, rx) = oneshot::channel();
+/// let mut rx = Some(rx);
+/// let svc = layer.layer(tower::service_fn(move |()| {
+///     let status = rx.take().unwrap();
+///     async move { Ok::<_, std::convert::Infallible>(Stream { status }) }
+/// }));
+///
+/// let response = svc.oneshot(()).await.unwrap();
+/// assert_eq!(handle.state(), State::Closed); // the headers say nothing yet
+/// tx.send(14).unwrap(); // UNAVAILABLE, at the end of the stream
+/// assert_eq!(response.finish().await, 14);
+/// assert_eq!(handle.state(), State::Open);
+/// # }
+/// ```
 pub trait ClassifyEos<T> {
     /// The response the layer returns in place of `T`, holding a recorder of type `R`.
     type Response<R: RecordOutcome>;
@@ -238,7 +325,8 @@ pub trait ClassifyEos<T> {
 /// A layer's bookkeeping for one call, waiting for the call's outcome.
 ///
 /// Call [`record`](Self::record) exactly once with the outcome, or drop it to count the
-/// call as nothing (and release whatever it holds, such as a half-open probe slot).
+/// call as nothing (and release whatever it holds, such as a half-open probe slot). See
+/// [`ClassifyEos`] for an example.
 pub trait RecordOutcome: Send + 'static {
     /// Record the call's outcome.
     fn record(self, classification: Classification);
@@ -246,6 +334,13 @@ pub trait RecordOutcome: Send + 'static {
 
 /// The end-of-stream classifier of classifiers that always decide at once. It has no
 /// values, so a layer's response type stays the inner response type.
+///
+/// ```
+/// use seawall::classify::{Classify, ErrorsAsFailures, NoEos};
+///
+/// fn decides_at_once<C: Classify<u32, std::io::Error, Eos = NoEos>>(_: C) {}
+/// decides_at_once(ErrorsAsFailures);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoEos {}
 
@@ -290,7 +385,7 @@ impl<T, E: 'static> Classify<T, E> for ErrorsAsFailures {
     }
 }
 
-/// A classifier made from a closure; see [`classify_fn`].
+/// A classifier made from a closure; see [`classify_fn`] for an example.
 #[derive(Clone, Copy)]
 pub struct ClassifyFn<F> {
     f: F,
