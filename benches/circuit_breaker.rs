@@ -20,44 +20,31 @@
 //! Before criterion runs, the allocations per call of each contender are
 //! counted (100 000 calls each) and printed as a table; the table is printed
 //! again, with a CSV copy, after criterion's output. Counting needs a
-//! counting `#[global_allocator]` (`benches/support/alloc_counter.rs`), which
-//! is compiled only with `--cfg seawall_count_allocs` because the crate's
-//! `unsafe_code = "forbid"` rules out the `unsafe impl GlobalAlloc` it needs.
+//! counting `#[global_allocator]` (`benches/support/alloc_counter.rs`).
 //!
 //! Run with `cargo bench --bench circuit_breaker` (about a minute).
-
-// The `seawall_count_allocs` cfg is not declared in the crate's check-cfg
-// list; it is set by hand (see above).
-#![allow(unexpected_cfgs)]
 
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::Criterion;
 use failsafe::futures::CircuitBreaker as _;
 use seawall::circuit_breaker::CircuitBreakerLayer;
 use tokio::runtime::Runtime;
+use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-#[cfg(seawall_count_allocs)]
 #[path = "support/alloc_counter.rs"]
 mod alloc_counter;
 
 /// Calls made per contender to count allocations.
 const ALLOC_SAMPLE_CALLS: u64 = 100_000;
 
-/// Allocation calls made so far on this thread, if they are counted.
+/// Allocation calls made so far on this thread.
 fn alloc_calls() -> Option<u64> {
-    #[cfg(seawall_count_allocs)]
-    {
-        Some(alloc_counter::alloc_calls_on_this_thread())
-    }
-    #[cfg(not(seawall_count_allocs))]
-    {
-        None
-    }
+    Some(alloc_counter::alloc_calls_on_this_thread())
 }
 
 /// The service every contender wraps: echoes its request, never fails.
@@ -185,12 +172,6 @@ fn print_alloc_table(rows: &[(&str, Option<f64>)]) {
             None => println!("| {name:<20} | {:>11} |", "not counted"),
         }
     }
-    if rows.iter().any(|(_, a)| a.is_none()) {
-        println!(
-            "(allocations are counted only in a build with RUSTFLAGS=\"--cfg seawall_count_allocs\" \
-             and `unsafe_code` not forbidden; see the header of benches/circuit_breaker.rs)"
-        );
-    }
     println!("csv: contender,allocs_per_call");
     for (name, allocs) in rows {
         match allocs {
@@ -251,12 +232,10 @@ fn main() {
     // Everything is built here, outside the timed loops.
     let bare = echo();
     let seawall_default = seawall_service(CircuitBreakerLayer::builder());
-    let seawall_time_window = seawall_service(
-        CircuitBreakerLayer::builder().time_window(Duration::from_secs(10), 10),
-    );
-    let seawall_slow_calls = seawall_service(
-        CircuitBreakerLayer::builder().slow_calls(Duration::from_millis(500), 0.8),
-    );
+    let seawall_time_window =
+        seawall_service(CircuitBreakerLayer::builder().time_window(Duration::from_secs(10), 10));
+    let seawall_slow_calls =
+        seawall_service(CircuitBreakerLayer::builder().slow_calls(Duration::from_millis(500), 0.8));
     let tower_resilience = tower_resilience_service();
     let failsafe = failsafe_breaker();
     let failsafe_inner = echo();
@@ -264,7 +243,10 @@ fn main() {
     let allocs = [
         ("bare", tower_allocs(&rt, &bare)),
         ("seawall_default", tower_allocs(&rt, &seawall_default)),
-        ("seawall_time_window", tower_allocs(&rt, &seawall_time_window)),
+        (
+            "seawall_time_window",
+            tower_allocs(&rt, &seawall_time_window),
+        ),
         ("seawall_slow_calls", tower_allocs(&rt, &seawall_slow_calls)),
         ("tower_resilience", tower_allocs(&rt, &tower_resilience)),
         ("failsafe", failsafe_allocs(&rt, &failsafe, &failsafe_inner)),

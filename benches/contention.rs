@@ -4,45 +4,64 @@
 //! runtime. Each task owns a clone of the service (for failsafe: a clone of
 //! the breaker, which shares its state, plus a clone of the inner service)
 //! and loops `ready().await; call(1).await`, yielding to the scheduler every
-//! 32 calls so that all 64 tasks take turns on the two workers. Every run
-//! lasts a fixed time; the reported figure is total calls per second over
-//! all tasks (median of the timed runs, after one warm-up run).
+//! 32 calls so that all 64 tasks take turns on the two workers. Every round
+//! lasts a fixed time and yields total calls per second over all tasks.
 //!
 //! Contenders: `bare` (the `tower::service_fn` alone), seawall's breaker
 //! with its defaults, tower-resilience 0.13 and failsafe 1.3, the peers
 //! configured as in `benches/circuit_breaker.rs`.
 //!
+//! On a small VM the cost of a contended cache line depends on where the host
+//! places the two vCPUs at the moment, which can change between runs; so the
+//! contenders take turns, round by round (after one warm-up round each), and
+//! the table reports the median, minimum and maximum of their rounds.
+//!
 //! Run with `cargo bench --bench contention` (about 20 s). Without `--bench`
 //! on the command line (as under `cargo test --benches`) it does one very
-//! short run per contender, as a smoke test.
+//! short round per contender, as a smoke test.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use failsafe::futures::CircuitBreaker as _;
 use seawall::circuit_breaker::CircuitBreakerLayer;
 use tokio::runtime::Runtime;
+use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 /// Tasks sharing one breaker.
 const TASKS: usize = 64;
+/// Worker threads of the runtime.
+const WORKERS: usize = 2;
 /// Calls a task makes between two yields to the scheduler.
 const CALLS_PER_YIELD: u64 = 32;
 
-/// How long the runs last.
+/// How long the rounds last.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
     warm_up: Duration,
-    run: Duration,
-    runs: usize,
+    round: Duration,
+    rounds: usize,
+}
+
+/// One task's loop, boxed so that contenders of different types can take
+/// turns (one box per task per round, outside the calling loop).
+type TaskFuture = Pin<Box<dyn Future<Output = u64> + Send>>;
+
+/// A named contender: makes the task loops of one round.
+struct Contender {
+    name: &'static str,
+    make_task: Box<dyn FnMut(Arc<AtomicBool>) -> TaskFuture>,
 }
 
 /// The service every contender wraps: echoes its request, never fails.
-fn echo() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + 'static
-{
+fn echo(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + 'static {
     tower::service_fn(|req: u64| async move { Ok::<_, Infallible>(req) })
 }
 
@@ -88,28 +107,6 @@ fn failsafe_breaker() -> Failsafe {
     failsafe::Config::new().failure_policy(policy).build()
 }
 
-/// Runs one timed round: `TASKS` tasks made by `make_task`, each calling
-/// until told to stop. Returns calls per second over all tasks.
-fn round<F, Fut>(rt: &Runtime, duration: Duration, mut make_task: F) -> f64
-where
-    F: FnMut(Arc<AtomicBool>) -> Fut,
-    Fut: std::future::Future<Output = u64> + Send + 'static,
-{
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<Fut> = (0..TASKS).map(|_| make_task(Arc::clone(&stop))).collect();
-    rt.block_on(async move {
-        let start = Instant::now();
-        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-        tokio::time::sleep(duration).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut calls = 0;
-        for handle in handles {
-            calls += handle.await.expect("bench task panicked");
-        }
-        calls as f64 / start.elapsed().as_secs_f64()
-    })
-}
-
 /// A task loop for a tower service.
 async fn tower_task<S>(mut svc: S, stop: Arc<AtomicBool>) -> u64
 where
@@ -118,7 +115,13 @@ where
     let mut calls = 0;
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..CALLS_PER_YIELD {
-            let rsp = svc.ready().await.expect("ready").call(1).await.expect("call");
+            let rsp = svc
+                .ready()
+                .await
+                .expect("ready")
+                .call(1)
+                .await
+                .expect("call");
             std::hint::black_box(rsp);
         }
         calls += CALLS_PER_YIELD;
@@ -145,18 +148,35 @@ where
     calls
 }
 
-/// Warm-up round, then `plan.runs` timed rounds; returns the sorted rates.
-fn measure<F, Fut>(rt: &Runtime, plan: Plan, mut make_task: F) -> Vec<f64>
+/// A contender whose tasks each drive their own clone of `svc`.
+fn tower_contender<S>(name: &'static str, svc: S) -> Contender
 where
-    F: FnMut(Arc<AtomicBool>) -> Fut,
-    Fut: std::future::Future<Output = u64> + Send + 'static,
+    S: Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static,
 {
-    round(rt, plan.warm_up, &mut make_task);
-    let mut rates: Vec<f64> = (0..plan.runs)
-        .map(|_| round(rt, plan.run, &mut make_task))
+    Contender {
+        name,
+        make_task: Box::new(move |stop| Box::pin(tower_task(svc.clone(), stop))),
+    }
+}
+
+/// Runs one timed round: `TASKS` tasks made by `make_task`, each calling
+/// until told to stop. Returns calls per second over all tasks.
+fn round(rt: &Runtime, duration: Duration, contender: &mut Contender) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<TaskFuture> = (0..TASKS)
+        .map(|_| (contender.make_task)(Arc::clone(&stop)))
         .collect();
-    rates.sort_by(f64::total_cmp);
-    rates
+    rt.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut calls = 0;
+        for handle in handles {
+            calls += handle.await.expect("bench task panicked");
+        }
+        calls as f64 / start.elapsed().as_secs_f64()
+    })
 }
 
 fn main() {
@@ -166,81 +186,85 @@ fn main() {
     let plan = if bench_mode {
         Plan {
             warm_up: Duration::from_millis(300),
-            run: Duration::from_secs(1),
-            runs: 3,
+            round: Duration::from_millis(600),
+            rounds: 7,
         }
     } else {
         Plan {
             warm_up: Duration::from_millis(10),
-            run: Duration::from_millis(20),
-            runs: 1,
+            round: Duration::from_millis(20),
+            rounds: 1,
         }
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKERS)
         .enable_all()
         .build()
         .expect("tokio runtime");
 
-    let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
-
-    let bare = echo();
-    results.push((
-        "bare",
-        measure(&rt, plan, |stop| tower_task(bare.clone(), stop)),
-    ));
-
-    let seawall = seawall_service();
-    results.push((
-        "seawall_default",
-        measure(&rt, plan, |stop| tower_task(seawall.clone(), stop)),
-    ));
-
-    let tower_resilience = tower_resilience_service();
-    results.push((
-        "tower_resilience",
-        measure(&rt, plan, |stop| tower_task(tower_resilience.clone(), stop)),
-    ));
-
+    // Everything is built here, outside the timed rounds.
     let failsafe = failsafe_breaker();
     let failsafe_inner = echo();
-    results.push((
-        "failsafe",
-        measure(&rt, plan, |stop| {
-            failsafe_task(failsafe.clone(), failsafe_inner.clone(), stop)
-        }),
-    ));
+    let mut contenders = vec![
+        tower_contender("bare", echo()),
+        tower_contender("seawall_default", seawall_service()),
+        tower_contender("tower_resilience", tower_resilience_service()),
+        Contender {
+            name: "failsafe",
+            make_task: Box::new(move |stop| {
+                Box::pin(failsafe_task(
+                    failsafe.clone(),
+                    failsafe_inner.clone(),
+                    stop,
+                ))
+            }),
+        },
+    ];
 
-    print_table(plan, &results);
+    for contender in &mut contenders {
+        round(&rt, plan.warm_up, contender);
+    }
+    let mut rates = vec![Vec::with_capacity(plan.rounds); contenders.len()];
+    for _ in 0..plan.rounds {
+        for (contender, rates) in contenders.iter_mut().zip(&mut rates) {
+            rates.push(round(&rt, plan.round, contender));
+        }
+    }
+    for rates in &mut rates {
+        rates.sort_by(f64::total_cmp);
+    }
+
+    let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
+    print_table(plan, &names, &rates);
 }
 
-fn print_table(plan: Plan, results: &[(&str, Vec<f64>)]) {
+fn print_table(plan: Plan, names: &[&str], rates: &[Vec<f64>]) {
     let median = |rates: &[f64]| rates[rates.len() / 2];
-    let bare = results
+    let bare = names
         .iter()
-        .find(|(name, _)| *name == "bare")
-        .map(|(_, rates)| median(rates));
+        .position(|name| *name == "bare")
+        .map(|i| median(&rates[i]));
     println!();
     println!(
-        "contention: {TASKS} tasks, 2 workers, one shared breaker; {} x {:?} runs after a {:?} warm-up",
-        plan.runs, plan.run, plan.warm_up
+        "contention: {TASKS} tasks, {WORKERS} workers, one shared breaker; \
+         {} interleaved rounds of {:?} per contender after a {:?} warm-up",
+        plan.rounds, plan.round, plan.warm_up
     );
-    println!("| contender            | Mcalls/s (median) |   min  |   max  | vs bare |");
+    println!("| contender            | Mcalls/s (median) |    min |    max | vs bare |");
     println!("|----------------------|-------------------|--------|--------|---------|");
-    for (name, rates) in results {
+    for (name, rates) in names.iter().zip(rates) {
         let med = median(rates);
-        let vs_bare = bare.map_or(f64::NAN, |b| med / b);
+        let vs_bare = bare.map_or(f64::NAN, |b| med / b * 100.0);
         println!(
-            "| {name:<20} | {:>17.2} | {:>6.2} | {:>6.2} | {:>6.1}% |",
+            "| {name:<20} | {:>17.2} | {:>6.2} | {:>6.2} | {vs_bare:>6.1}% |",
             med / 1e6,
             rates[0] / 1e6,
             rates[rates.len() - 1] / 1e6,
-            vs_bare * 100.0
         );
     }
     println!("csv: contender,mcalls_per_s_median,min,max");
-    for (name, rates) in results {
+    for (name, rates) in names.iter().zip(rates) {
         println!(
             "csv: {name},{:.3},{:.3},{:.3}",
             median(rates) / 1e6,

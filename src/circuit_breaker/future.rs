@@ -9,8 +9,8 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::error::CircuitOpen;
-use super::state::{Shared, Ticket};
-use crate::classify::{Classification, Classify, ClassifyEos, RecordOutcome, Verdict};
+use super::state::{Lane, Shared, Ticket};
+use crate::classify::{Classification, Classify, ClassifyEos, Health, RecordOutcome, Verdict};
 use crate::BoxError;
 
 /// The breaker's bookkeeping for one admitted call, waiting for its outcome.
@@ -22,32 +22,69 @@ use crate::BoxError;
 /// it holds is given back. The example of [`ClassifyEos`] shows one travelling with a
 /// response.
 pub struct OutcomeRecorder {
-    shared: Arc<Shared>,
-    ticket: Ticket,
-    /// When the call started (clock nanoseconds), kept only for the slow-call rule.
-    started: Option<u64>,
+    kind: RecorderKind,
     recorded: bool,
 }
 
+enum RecorderKind {
+    /// Holds the breaker: every outcome is recorded.
+    Tracked {
+        shared: Arc<Shared>,
+        ticket: Ticket,
+        /// When the call started (clock nanoseconds), kept only for the slow-call rule.
+        started: Option<u64>,
+    },
+    /// Admitted while the window was full of successes: holds only the breaker's lane.
+    /// A success that still finds the window clean changes nothing; anything else looks
+    /// the breaker up through the lane and is recorded like a tracked call.
+    Fast {
+        lane: &'static Lane,
+        generation: u32,
+        clean_word: u64,
+    },
+}
+
 impl OutcomeRecorder {
-    pub(crate) fn new(shared: Arc<Shared>, ticket: Ticket) -> Self {
+    #[inline]
+    pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
+        let kind = match (ticket, shared.clean_word) {
+            (Ticket::Fast { generation }, Some(clean_word)) => RecorderKind::Fast {
+                lane: shared.lane,
+                generation,
+                clean_word,
+            },
+            _ => RecorderKind::Tracked {
+                shared: shared.clone(),
+                ticket,
+                started: None,
+            },
+        };
         Self {
-            shared,
-            ticket,
-            started: None,
+            kind,
             recorded: false,
         }
     }
 
+    #[inline]
     pub(crate) fn ticket(&self) -> Ticket {
-        self.ticket
+        match &self.kind {
+            RecorderKind::Tracked { ticket, .. } => *ticket,
+            RecorderKind::Fast { generation, .. } => Ticket::Fast {
+                generation: *generation,
+            },
+        }
     }
 
     /// Mark the call as started now, if the slow-call rule needs its duration.
     #[inline]
     pub(crate) fn start(&mut self) {
-        if self.shared.config.slow_calls.is_some() {
-            self.started = Some(self.shared.clock.now());
+        if let RecorderKind::Tracked {
+            shared, started, ..
+        } = &mut self.kind
+        {
+            if shared.config.slow_calls.is_some() {
+                *started = Some(shared.clock.now());
+            }
         }
     }
 }
@@ -56,22 +93,52 @@ impl RecordOutcome for OutcomeRecorder {
     #[inline]
     fn record(mut self, classification: Classification) {
         self.recorded = true;
-        let slow = match (self.started, self.shared.config.slow_calls) {
-            (Some(started), Some(rule)) => {
-                let elapsed = self.shared.clock.now().saturating_sub(started);
-                elapsed >= crate::time::duration_to_nanos(rule.threshold)
+        let health = classification.health();
+        match &self.kind {
+            RecorderKind::Tracked {
+                shared,
+                ticket,
+                started,
+            } => {
+                let slow = match (started, shared.config.slow_calls) {
+                    (Some(started), Some(rule)) => {
+                        let elapsed = shared.clock.now().saturating_sub(*started);
+                        elapsed >= crate::time::duration_to_nanos(rule.threshold)
+                    }
+                    _ => false,
+                };
+                shared.record(*ticket, health, slow);
             }
-            _ => false,
-        };
-        self.shared
-            .record(self.ticket, classification.health(), slow);
+            RecorderKind::Fast {
+                lane,
+                generation,
+                clean_word,
+            } => match health {
+                Health::Ignored => {}
+                Health::Success if lane.success_is_a_no_op(*generation, *clean_word) => {}
+                _ => record_through_lane(lane, *generation, health),
+            },
+        }
+    }
+}
+
+/// The rare path of a fast call: a failure, or a success after the window stopped being
+/// clean. Find the breaker (it may be gone) and record as a tracked call would.
+#[cold]
+fn record_through_lane(lane: &Lane, generation: u32, health: Health) {
+    if let Some(shared) = lane.breaker() {
+        shared.record(Ticket::Call { generation }, health, false);
     }
 }
 
 impl Drop for OutcomeRecorder {
+    #[inline]
     fn drop(&mut self) {
         if !self.recorded {
-            self.shared.abandon(self.ticket);
+            // Only probes hold anything to give back, and probes are always tracked.
+            if let RecorderKind::Tracked { shared, ticket, .. } = &self.kind {
+                shared.abandon(*ticket);
+            }
         }
     }
 }
@@ -79,7 +146,7 @@ impl Drop for OutcomeRecorder {
 impl fmt::Debug for OutcomeRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutcomeRecorder")
-            .field("ticket", &self.ticket)
+            .field("ticket", &self.ticket())
             .field("recorded", &self.recorded)
             .finish()
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tower::Layer;
 
 use super::handle::Handle;
-use super::state::{Config, OpenBackoff, Shared, SlowCallRule, MAX_PROBES};
-use super::window::{CountWindow, TimeWindow, Window, MAX_BUCKETS, MAX_COUNT_WINDOW};
+use super::state::{Config, OpenBackoff, Shared, SlowCallRule, WindowKind, MAX_PROBES};
+use super::window::{MAX_BUCKETS, MAX_COUNT_WINDOW};
 use super::{CircuitBreaker, Readiness};
 use crate::classify::ErrorsAsFailures;
 use crate::error::ConfigError;
@@ -297,7 +297,7 @@ impl<C> Builder<C> {
                         )
                     },
                 )?;
-                Window::Count(CountWindow::new(size))
+                WindowKind::Count { size }
             }
             WindowSpec::Time { length, buckets } => {
                 check((1..=MAX_BUCKETS).contains(&buckets), "time_window", || {
@@ -309,7 +309,10 @@ impl<C> Builder<C> {
                         "buckets must be at least 1ms long (got {length:?} in {buckets} buckets)"
                     )
                 })?;
-                Window::Time(TimeWindow::new(bucket_nanos, buckets))
+                WindowKind::Time {
+                    bucket_nanos,
+                    buckets,
+                }
             }
         };
         check(self.minimum_calls >= 1, "minimum_calls", || {
@@ -404,7 +407,7 @@ impl<C> Builder<C> {
         };
         let seed = self.seed.unwrap_or_else(crate::time::random_seed);
         Ok(CircuitBreakerLayer {
-            shared: Arc::new(Shared::new(config, window, seed)),
+            shared: Shared::new(config, window, seed),
             classifier: self.classifier,
             readiness: self.readiness,
         })

@@ -333,11 +333,26 @@ pub enum Readiness {
     Backpressure,
 }
 
-/// A call admitted by `poll_ready`, or the rejection it found.
+/// What `poll_ready` found, for `call` to act on.
 enum Reservation {
     None,
-    Admitted(OutcomeRecorder),
+    /// A call admitted in the Closed or Disabled state: only its ticket is kept, so
+    /// that nothing heavier moves between `poll_ready` and `call`.
+    Admitted(state::Ticket),
+    /// A half-open probe: the recorder holds the probe slot and gives it back if this
+    /// service is dropped before `call`.
+    Probe(OutcomeRecorder),
     Rejected(CircuitOpen),
+}
+
+impl Reservation {
+    #[inline]
+    fn from_ticket(shared: &Arc<Shared>, ticket: state::Ticket) -> Self {
+        match ticket {
+            state::Ticket::Probe { .. } => Reservation::Probe(OutcomeRecorder::new(shared, ticket)),
+            _ => Reservation::Admitted(ticket),
+        }
+    }
 }
 
 /// A circuit breaker around a service `S`, judging results with classifier `C`.
@@ -430,21 +445,24 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
-            match &self.reservation {
+            let current = match &self.reservation {
+                Reservation::None => None,
                 Reservation::Rejected(_) => return Poll::Ready(Ok(())),
-                Reservation::Admitted(recorder) if self.shared.is_current(recorder.ticket()) => {
+                Reservation::Admitted(ticket) => Some(*ticket),
+                Reservation::Probe(recorder) => Some(recorder.ticket()),
+            };
+            match current {
+                Some(ticket) if self.shared.is_current(ticket) => {
                     return self.inner.poll_ready(cx).map_err(Into::into);
                 }
                 // Admitted in a generation that has passed: admit again.
-                Reservation::Admitted(_) => self.reservation = Reservation::None,
-                Reservation::None => match self.shared.try_acquire() {
+                Some(_) => self.reservation = Reservation::None,
+                None => match self.shared.try_acquire() {
                     Ok(ticket) => {
-                        self.reservation = Reservation::Admitted(OutcomeRecorder::new(
-                            self.shared.clone(),
-                            ticket,
-                        ));
+                        self.reservation = Reservation::from_ticket(&self.shared, ticket);
                         return self.inner.poll_ready(cx).map_err(Into::into);
                     }
                     Err(rejection) => match self.readiness {
@@ -459,9 +477,8 @@ where
                                 // waker was registered.
                                 match self.shared.try_acquire() {
                                     Ok(ticket) => {
-                                        self.reservation = Reservation::Admitted(
-                                            OutcomeRecorder::new(self.shared.clone(), ticket),
-                                        );
+                                        self.reservation =
+                                            Reservation::from_ticket(&self.shared, ticket);
                                         return self.inner.poll_ready(cx).map_err(Into::into);
                                     }
                                     Err(_) => return Poll::Pending,
@@ -474,21 +491,25 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let recorder = match std::mem::replace(&mut self.reservation, Reservation::None) {
-            Reservation::Admitted(recorder) if self.shared.is_current(recorder.ticket()) => {
+        let admitted = match std::mem::replace(&mut self.reservation, Reservation::None) {
+            Reservation::Admitted(ticket) if self.shared.is_current(ticket) => {
+                Ok(OutcomeRecorder::new(&self.shared, ticket))
+            }
+            Reservation::Probe(recorder) if self.shared.is_current(recorder.ticket()) => {
                 Ok(recorder)
             }
             Reservation::Rejected(error) => Err(error),
             // Not reserved by `poll_ready`, or reserved in a generation that has passed:
             // decide now.
-            Reservation::Admitted(_) | Reservation::None => self
+            Reservation::Admitted(_) | Reservation::Probe(_) | Reservation::None => self
                 .shared
                 .try_acquire()
-                .map(|ticket| OutcomeRecorder::new(self.shared.clone(), ticket))
+                .map(|ticket| OutcomeRecorder::new(&self.shared, ticket))
                 .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
         };
-        match recorder {
+        match admitted {
             Ok(mut recorder) => {
                 recorder.start();
                 ResponseFuture::called(self.inner.call(request), self.classifier.clone(), recorder)

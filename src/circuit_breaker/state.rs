@@ -30,13 +30,13 @@
 //! hung probes' late outcomes are ignored.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::window::{Sample, Window};
+use super::window::{CountWindow, Sample, TimeWindow, Totals, Window};
 use super::{Cause, State, Transition};
 use crate::classify::Health;
 use crate::sync::CachePadded;
@@ -71,6 +71,14 @@ impl Word {
     #[inline]
     fn state(self) -> State {
         State::from_tag((self.0 & ((1 << TAG_BITS) - 1)) as u8)
+    }
+
+    /// Closed or Disabled: calls pass. Checked on every call, so it compares the tag
+    /// bits directly rather than decoding the state.
+    #[inline]
+    fn admits_calls(self) -> bool {
+        let tag = self.0 & ((1 << TAG_BITS) - 1);
+        tag == State::Closed as u64 || tag == State::Disabled as u64
     }
 
     #[inline]
@@ -149,6 +157,10 @@ pub(crate) struct Config {
 pub(crate) enum Ticket {
     /// A call in the Closed (or Disabled) state.
     Call { generation: u32 },
+    /// A call in the Closed (or Disabled) state admitted while the count window was full
+    /// of successes: it holds no reference count, and if it succeeds while the window is
+    /// still clean, recording it would change nothing (see [`Lane`]).
+    Fast { generation: u32 },
     /// A half-open probe holding one probe slot.
     Probe { generation: u32 },
 }
@@ -156,7 +168,9 @@ pub(crate) enum Ticket {
 impl Ticket {
     fn generation(self) -> u32 {
         match self {
-            Ticket::Call { generation } | Ticket::Probe { generation } => generation,
+            Ticket::Call { generation }
+            | Ticket::Fast { generation }
+            | Ticket::Probe { generation } => generation,
         }
     }
 }
@@ -168,6 +182,78 @@ pub(crate) struct Rejection {
     pub(crate) retry_after: Option<Duration>,
     /// When a waiting caller should look again (backpressure mode), as clock nanoseconds.
     pub(crate) recheck_at: Option<u64>,
+}
+
+// ===== the lane =====
+
+/// The part of a breaker that a call on the fast path reads: the state word and the
+/// count window's totals, each on its own cache line, plus a weak way back to the whole
+/// breaker for the rare call that must record something.
+///
+/// A lane is `'static`: the fast path holds a plain `&'static Lane` instead of an `Arc`,
+/// so a call costs no reference count (two contended read-modify-writes that would
+/// dominate the cost of the whole breaker). Lanes are never freed but are pooled: when a
+/// breaker is dropped its lane goes back to a free list for the next breaker, so memory is
+/// bounded by the most breakers alive at once. The generation in the state word carries
+/// on across breakers, so a late call of a dropped breaker never matches a generation of
+/// the lane's next breaker.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    state: CachePadded<AtomicU64>,
+    totals: CachePadded<Totals>,
+    owner: Mutex<Weak<Shared>>,
+}
+
+static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
+
+impl Lane {
+    fn acquire() -> &'static Lane {
+        let pooled = FREE_LANES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        pooled.unwrap_or_else(|| {
+            Box::leak(Box::new(Lane {
+                state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
+                totals: CachePadded::new(Totals::new()),
+                owner: Mutex::new(Weak::new()),
+            }))
+        })
+    }
+
+    /// Hand the lane back once its breaker is gone.
+    fn release(&'static self) {
+        let word = Word(self.state.load(Ordering::Acquire));
+        self.state.store(
+            Word::new(State::Closed, word.generation().wrapping_add(1), 0, 0).0,
+            Ordering::Release,
+        );
+        self.totals.clear();
+        *self.owner() = Weak::new();
+        FREE_LANES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(self);
+    }
+
+    fn owner(&self) -> MutexGuard<'_, Weak<Shared>> {
+        self.owner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The breaker this lane belongs to, if it is still alive.
+    pub(crate) fn breaker(&self) -> Option<Arc<Shared>> {
+        self.owner().upgrade()
+    }
+
+    /// Whether a fast-path call of `generation` that succeeded changes nothing: the
+    /// breaker is still in that generation and the window is still full of successes.
+    #[inline]
+    pub(crate) fn success_is_a_no_op(&self, generation: u32, clean_word: u64) -> bool {
+        Word(self.state.load(Ordering::Acquire)).generation() == generation
+            && self.totals.raw() == clean_word
+    }
 }
 
 // ===== shared state =====
@@ -192,7 +278,10 @@ struct Streak {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    state: CachePadded<AtomicU64>,
+    pub(crate) lane: &'static Lane,
+    /// `Some(word)` when calls may take the fast path: a count window, no slow-call rule,
+    /// no per-call metrics; the word is [`Totals::clean_word`] of the window's size.
+    pub(crate) clean_word: Option<u64>,
     streak: CachePadded<Streak>,
     window: Window,
     open_until: AtomicU64,
@@ -207,38 +296,73 @@ pub(crate) struct Shared {
     metrics: crate::metrics::BreakerMetrics,
 }
 
+/// Which window a breaker judges.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WindowKind {
+    Count { size: u32 },
+    Time { bucket_nanos: u64, buckets: u32 },
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.lane.release();
+    }
+}
+
 impl Shared {
-    pub(crate) fn new(config: Config, window: Window, seed: u64) -> Self {
+    pub(crate) fn new(config: Config, window: WindowKind, seed: u64) -> Arc<Self> {
+        let lane = Lane::acquire();
+        let (window, clean_word) = match window {
+            WindowKind::Count { size } => (
+                Window::Count(CountWindow::new(size, &lane.totals)),
+                Some(Totals::clean_word(size)),
+            ),
+            WindowKind::Time {
+                bucket_nanos,
+                buckets,
+            } => (Window::Time(TimeWindow::new(bucket_nanos, buckets)), None),
+        };
+        // Every success must be seen when the slow-call rule needs its duration, when
+        // metrics count it, or when a zero threshold makes a clean window trip.
+        let fast = config.slow_calls.is_none()
+            && !cfg!(feature = "metrics")
+            && config.failure_rate != Some(0.0);
+        let clean_word = clean_word.filter(|_| fast);
         let (events, _) = broadcast::channel(64);
         let metrics = crate::metrics::BreakerMetrics::new(&config.name);
         metrics.state(State::Closed);
         let armed = initially_armed(&config);
-        Self {
-            state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
-            streak: CachePadded::new(Streak {
-                consecutive_failures: AtomicU32::new(0),
-                armed: AtomicBool::new(armed),
-            }),
-            window,
-            open_until: AtomicU64::new(0),
-            half_open_since: AtomicU64::new(0),
-            rejections: AtomicU64::new(0),
-            transition_lock: Mutex::new(TransitionState {
-                trips: 0,
-                closed_since: 0,
-            }),
-            clock: Clock::new(),
-            jitter: Jitter::new(seed),
-            events,
-            waiters: Mutex::new(Vec::new()),
-            has_waiters: AtomicBool::new(false),
-            metrics,
-            config,
-        }
+        Arc::new_cyclic(|weak| {
+            *lane.owner() = weak.clone();
+            Self {
+                lane,
+                clean_word,
+                streak: CachePadded::new(Streak {
+                    consecutive_failures: AtomicU32::new(0),
+                    armed: AtomicBool::new(armed),
+                }),
+                window,
+                open_until: AtomicU64::new(0),
+                half_open_since: AtomicU64::new(0),
+                rejections: AtomicU64::new(0),
+                transition_lock: Mutex::new(TransitionState {
+                    trips: 0,
+                    closed_since: 0,
+                }),
+                clock: Clock::new(),
+                jitter: Jitter::new(seed),
+                events,
+                waiters: Mutex::new(Vec::new()),
+                has_waiters: AtomicBool::new(false),
+                metrics,
+                config,
+            }
+        })
     }
 
+    #[inline]
     fn word(&self) -> Word {
-        Word(self.state.load(Ordering::Acquire))
+        Word(self.lane.state.load(Ordering::Acquire))
     }
 
     pub(crate) fn state(&self) -> State {
@@ -256,16 +380,15 @@ impl Shared {
     pub(crate) fn try_acquire(&self) -> Result<Ticket, Rejection> {
         loop {
             let word = self.word();
-            match word.state() {
-                State::Closed | State::Disabled => {
-                    return Ok(Ticket::Call {
-                        generation: word.generation(),
-                    })
-                }
-                _ => match self.acquire_slow(word) {
-                    Some(result) => return result,
-                    None => continue,
-                },
+            if word.admits_calls() {
+                let generation = word.generation();
+                return Ok(match self.clean_word {
+                    Some(clean) if self.lane.totals.raw() == clean => Ticket::Fast { generation },
+                    _ => Ticket::Call { generation },
+                });
+            }
+            if let Some(result) = self.acquire_slow(word) {
+                return result;
             }
         }
     }
@@ -302,6 +425,7 @@ impl Shared {
                 if word.in_flight() + word.successes() < self.config.half_open_probes {
                     let next = Word(word.0 + (1 << IN_FLIGHT_SHIFT));
                     return self
+                        .lane
                         .state
                         .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                         .ok()
@@ -341,7 +465,9 @@ impl Shared {
     pub(crate) fn record(&self, ticket: Ticket, health: Health, slow: bool) {
         self.metrics.call(health, slow);
         match ticket {
-            Ticket::Call { generation } => self.record_call(generation, health, slow),
+            Ticket::Call { generation } | Ticket::Fast { generation } => {
+                self.record_call(generation, health, slow)
+            }
             Ticket::Probe { generation } => self.record_probe(generation, health, slow),
         }
     }
@@ -456,6 +582,7 @@ impl Shared {
                 word.successes() + 1,
             );
             if self
+                .lane
                 .state
                 .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
@@ -477,6 +604,7 @@ impl Shared {
             }
             let next = Word(word.0 - (1 << IN_FLIGHT_SHIFT));
             if self
+                .lane
                 .state
                 .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
@@ -561,7 +689,7 @@ impl Shared {
         // Only probe counters can change without the lock; keep trying until the swap
         // lands on a word of the same state and generation.
         loop {
-            match self.state.compare_exchange(
+            match self.lane.state.compare_exchange(
                 current.0,
                 next.0,
                 Ordering::AcqRel,

@@ -85,7 +85,7 @@ pub(crate) const MAX_COUNT_WINDOW: u32 = 1_000_000;
 /// that a transiently negative value (a slot's old outcome subtracted before a racing
 /// writer added it) never borrows from its neighbour; the sum of all deltas is exact.
 #[derive(Debug)]
-struct Totals(AtomicU64);
+pub(crate) struct Totals(AtomicU64);
 
 const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
@@ -93,8 +93,26 @@ const BIAS: u64 = 1 << 19;
 const BIASED_ZERO: u64 = BIAS | (BIAS << FIELD_BITS) | (BIAS << (2 * FIELD_BITS));
 
 impl Totals {
-    fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self(AtomicU64::new(BIASED_ZERO))
+    }
+
+    /// The packed word of a full window of `size` calls with no failure and no slow
+    /// call: a call admitted while the totals equal it, and that succeeds, changes
+    /// nothing (it would overwrite a success with a success).
+    pub(crate) const fn clean_word(size: u32) -> u64 {
+        BIASED_ZERO + size as u64
+    }
+
+    /// The raw packed word, to compare with [`Totals::clean_word`].
+    #[inline]
+    pub(crate) fn raw(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Back to an empty window (only for a window no call can record into any more).
+    pub(crate) fn clear(&self) {
+        self.0.store(BIASED_ZERO, Ordering::Release);
     }
 
     /// Apply the change from a slot holding `old` bits to holding `new` bits.
@@ -129,19 +147,21 @@ impl Totals {
     }
 }
 
-/// The last `size` calls, as a ring of one-byte slots plus running totals.
+/// The last `size` calls, as a ring of one-byte slots plus running totals. The totals
+/// live in the breaker's lane (see `state.rs`) so that the fast path can read them
+/// without a reference count.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     next: crate::sync::CachePadded<AtomicU64>,
-    totals: crate::sync::CachePadded<Totals>,
+    totals: &'static Totals,
     slots: Box<[AtomicU8]>,
 }
 
 impl CountWindow {
-    pub(crate) fn new(size: u32) -> Self {
+    pub(crate) fn new(size: u32, totals: &'static Totals) -> Self {
         Self {
             next: crate::sync::CachePadded::new(AtomicU64::new(0)),
-            totals: crate::sync::CachePadded::new(Totals::new()),
+            totals,
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
         }
     }
@@ -314,7 +334,7 @@ mod tests {
 
     #[test]
     fn count_window_keeps_the_last_n() {
-        let w = CountWindow::new(4);
+        let w = CountWindow::new(4, Box::leak(Box::new(Totals::new())));
         for s in [FAIL, FAIL, OK, SLOW_FAIL] {
             w.record(s);
         }
@@ -339,6 +359,19 @@ mod tests {
         );
         w.reset();
         assert_eq!(w.counts(), Counts::default());
+    }
+
+    #[test]
+    fn clean_word_is_a_full_window_of_successes() {
+        let totals: &'static Totals = Box::leak(Box::new(Totals::new()));
+        let w = CountWindow::new(3, totals);
+        for _ in 0..3 {
+            assert_ne!(totals.raw(), Totals::clean_word(3));
+            w.record(OK);
+        }
+        assert_eq!(totals.raw(), Totals::clean_word(3));
+        w.record(SLOW_FAIL);
+        assert_ne!(totals.raw(), Totals::clean_word(3));
     }
 
     #[test]
