@@ -22,8 +22,8 @@ use crate::BoxError;
 /// it holds is given back. The example of [`ClassifyEos`] shows one travelling with a
 /// response.
 pub struct OutcomeRecorder {
-    kind: RecorderKind,
-    recorded: bool,
+    /// `None` once recorded (or moved out by the response future).
+    kind: Option<RecorderKind>,
 }
 
 enum RecorderKind {
@@ -40,18 +40,16 @@ enum RecorderKind {
     Fast {
         lane: &'static Lane,
         generation: u32,
-        clean_word: u64,
     },
 }
 
 impl OutcomeRecorder {
     #[inline]
     pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
-        let kind = match (ticket, shared.clean_word) {
-            (Ticket::Fast { generation }, Some(clean_word)) => RecorderKind::Fast {
+        let kind = match ticket {
+            Ticket::Fast { generation } => RecorderKind::Fast {
                 lane: shared.lane,
                 generation,
-                clean_word,
             },
             _ => RecorderKind::Tracked {
                 shared: shared.clone(),
@@ -59,28 +57,42 @@ impl OutcomeRecorder {
                 started: None,
             },
         };
+        Self { kind: Some(kind) }
+    }
+
+    /// A recorder for a call that starts now (the slow-call rule times it from here).
+    #[inline]
+    pub(crate) fn starting_now(shared: &Arc<Shared>, ticket: Ticket) -> Self {
+        let mut recorder = Self::new(shared, ticket);
+        recorder.start();
+        recorder
+    }
+
+    /// Move the bookkeeping out, leaving an empty recorder behind.
+    #[inline]
+    fn take(&mut self) -> Self {
         Self {
-            kind,
-            recorded: false,
+            kind: self.kind.take(),
         }
     }
 
+    /// The admission ticket (`None` once recorded).
     #[inline]
-    pub(crate) fn ticket(&self) -> Ticket {
-        match &self.kind {
-            RecorderKind::Tracked { ticket, .. } => *ticket,
-            RecorderKind::Fast { generation, .. } => Ticket::Fast {
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        match self.kind.as_ref()? {
+            RecorderKind::Tracked { ticket, .. } => Some(*ticket),
+            RecorderKind::Fast { generation, .. } => Some(Ticket::Fast {
                 generation: *generation,
-            },
+            }),
         }
     }
 
     /// Mark the call as started now, if the slow-call rule needs its duration.
     #[inline]
     pub(crate) fn start(&mut self) {
-        if let RecorderKind::Tracked {
+        if let Some(RecorderKind::Tracked {
             shared, started, ..
-        } = &mut self.kind
+        }) = &mut self.kind
         {
             if shared.config.slow_calls.is_some() {
                 *started = Some(shared.clock.now());
@@ -92,31 +104,30 @@ impl OutcomeRecorder {
 impl RecordOutcome for OutcomeRecorder {
     #[inline]
     fn record(mut self, classification: Classification) {
-        self.recorded = true;
         let health = classification.health();
-        match &self.kind {
-            RecorderKind::Tracked {
+        let kind = self.kind.take();
+        // Nothing is left for `Drop` to give back.
+        std::mem::forget(self);
+        match kind {
+            None => {}
+            Some(RecorderKind::Tracked {
                 shared,
                 ticket,
                 started,
-            } => {
+            }) => {
                 let slow = match (started, shared.config.slow_calls) {
                     (Some(started), Some(rule)) => {
-                        let elapsed = shared.clock.now().saturating_sub(*started);
+                        let elapsed = shared.clock.now().saturating_sub(started);
                         elapsed >= crate::time::duration_to_nanos(rule.threshold)
                     }
                     _ => false,
                 };
-                shared.record(*ticket, health, slow);
+                shared.record(ticket, health, slow);
             }
-            RecorderKind::Fast {
-                lane,
-                generation,
-                clean_word,
-            } => match health {
+            Some(RecorderKind::Fast { lane, generation }) => match health {
                 Health::Ignored => {}
-                Health::Success if lane.success_is_a_no_op(*generation, *clean_word) => {}
-                _ => record_through_lane(lane, *generation, health),
+                Health::Success if lane.success_is_a_no_op(generation) => {}
+                _ => record_through_lane(lane, generation, health),
             },
         }
     }
@@ -134,11 +145,9 @@ fn record_through_lane(lane: &Lane, generation: u32, health: Health) {
 impl Drop for OutcomeRecorder {
     #[inline]
     fn drop(&mut self) {
-        if !self.recorded {
-            // Only probes hold anything to give back, and probes are always tracked.
-            if let RecorderKind::Tracked { shared, ticket, .. } = &self.kind {
-                shared.abandon(*ticket);
-            }
+        // Unrecorded: only probes hold anything to give back, and probes are tracked.
+        if let Some(RecorderKind::Tracked { shared, ticket, .. }) = &self.kind {
+            shared.abandon(*ticket);
         }
     }
 }
@@ -147,7 +156,6 @@ impl fmt::Debug for OutcomeRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutcomeRecorder")
             .field("ticket", &self.ticket())
-            .field("recorded", &self.recorded)
             .finish()
     }
 }
@@ -168,7 +176,7 @@ pin_project! {
             #[pin]
             future: F,
             classifier: C,
-            recorder: Option<OutcomeRecorder>,
+            recorder: OutcomeRecorder,
         },
         Rejected {
             error: Option<CircuitOpen>,
@@ -182,7 +190,7 @@ impl<F, C> ResponseFuture<F, C> {
             kind: Kind::Called {
                 future,
                 classifier,
-                recorder: Some(recorder),
+                recorder,
             },
         }
     }
@@ -212,7 +220,8 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 let verdict = classifier.classify(&result);
-                let Some(recorder) = recorder.take() else {
+                let recorder = recorder.take();
+                if recorder.kind.is_none() {
                     // Polled again after completion: a contract breach by the caller.
                     // Answer without recording anything twice.
                     return Poll::Ready(
@@ -220,7 +229,7 @@ where
                             .map(<C::Eos as ClassifyEos<T>>::passthrough)
                             .map_err(Into::into),
                     );
-                };
+                }
                 Poll::Ready(match verdict {
                     Verdict::Classified(classification) => {
                         recorder.record(classification);

@@ -333,12 +333,11 @@ pub enum Readiness {
     Backpressure,
 }
 
-/// What `poll_ready` found, for `call` to act on.
+/// What `poll_ready` found that `call` must act on. A call in the Closed or Disabled
+/// state reserves nothing (admitting it is a load of the state word, which `call` does
+/// again), so on the success path nothing is written between `poll_ready` and `call`.
 enum Reservation {
     None,
-    /// A call admitted in the Closed or Disabled state: only its ticket is kept, so
-    /// that nothing heavier moves between `poll_ready` and `call`.
-    Admitted(state::Ticket),
     /// A half-open probe: the recorder holds the probe slot and gives it back if this
     /// service is dropped before `call`.
     Probe(OutcomeRecorder),
@@ -346,11 +345,12 @@ enum Reservation {
 }
 
 impl Reservation {
+    /// Keep what `call` needs from an admission: only a probe holds anything.
     #[inline]
     fn from_ticket(shared: &Arc<Shared>, ticket: state::Ticket) -> Self {
         match ticket {
             state::Ticket::Probe { .. } => Reservation::Probe(OutcomeRecorder::new(shared, ticket)),
-            _ => Reservation::Admitted(ticket),
+            _ => Reservation::None,
         }
     }
 }
@@ -413,46 +413,19 @@ impl<S, C> CircuitBreaker<S, C> {
         self.inner
     }
 
-    /// Backpressure: arrange to be woken when the breaker may admit again.
-    fn wait(&mut self, cx: &mut Context<'_>, rejection: Rejection) -> Poll<()> {
-        // Register before looking again, so a transition in between is not missed.
-        self.shared.register_waiter(cx.waker());
-        if let Some(at) = rejection.recheck_at {
-            let deadline = self.shared.clock.instant(at);
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            if let Some(sleep) = &mut self.sleep {
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-            }
-        }
-        Poll::Pending
-    }
-}
-
-use std::future::Future as _;
-
-impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + Clone,
-{
-    type Response = <C::Eos as ClassifyEos<S::Response>>::Response<OutcomeRecorder>;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    /// `poll_ready` off the success path: a reservation to honour, or a breaker that
+    /// does not admit calls right now.
+    #[cold]
+    fn poll_ready_slow<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
         loop {
             let current = match &self.reservation {
                 Reservation::None => None,
                 Reservation::Rejected(_) => return Poll::Ready(Ok(())),
-                Reservation::Admitted(ticket) => Some(*ticket),
-                Reservation::Probe(recorder) => Some(recorder.ticket()),
+                Reservation::Probe(recorder) => recorder.ticket(),
             };
             match current {
                 Some(ticket) if self.shared.is_current(ticket) => {
@@ -491,27 +464,78 @@ where
         }
     }
 
+    /// Backpressure: arrange to be woken when the breaker may admit again.
+    fn wait(&mut self, cx: &mut Context<'_>, rejection: Rejection) -> Poll<()> {
+        // Register before looking again, so a transition in between is not missed.
+        self.shared.register_waiter(cx.waker());
+        if let Some(at) = rejection.recheck_at {
+            let deadline = self.shared.clock.instant(at);
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            if let Some(sleep) = &mut self.sleep {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+use std::future::Future as _;
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = <C::Eos as ClassifyEos<S::Response>>::Response<OutcomeRecorder>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The success path: nothing reserved and the breaker admits calls (one load).
+        if matches!(self.reservation, Reservation::None) && self.shared.admits_calls() {
+            return self.inner.poll_ready(cx).map_err(Into::into);
+        }
+        self.poll_ready_slow(cx)
+    }
+
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let admitted = match std::mem::replace(&mut self.reservation, Reservation::None) {
-            Reservation::Admitted(ticket) if self.shared.is_current(ticket) => {
-                Ok(OutcomeRecorder::new(&self.shared, ticket))
-            }
-            Reservation::Probe(recorder) if self.shared.is_current(recorder.ticket()) => {
-                Ok(recorder)
-            }
-            Reservation::Rejected(error) => Err(error),
-            // Not reserved by `poll_ready`, or reserved in a generation that has passed:
-            // decide now.
-            Reservation::Admitted(_) | Reservation::Probe(_) | Reservation::None => self
+        let admitted = match &self.reservation {
+            // The success path: nothing reserved; admit now (one load of the state word).
+            Reservation::None => self
                 .shared
                 .try_acquire()
-                .map(|ticket| OutcomeRecorder::new(&self.shared, ticket))
+                .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
                 .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+            Reservation::Probe(_) | Reservation::Rejected(_) => {
+                match std::mem::replace(&mut self.reservation, Reservation::None) {
+                    Reservation::Probe(mut recorder)
+                        if recorder
+                            .ticket()
+                            .is_some_and(|ticket| self.shared.is_current(ticket)) =>
+                    {
+                        recorder.start();
+                        Ok(recorder)
+                    }
+                    Reservation::Rejected(error) => Err(error),
+                    // A probe reserved in a half-open period that has passed: decide now.
+                    _ => self
+                        .shared
+                        .try_acquire()
+                        .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
+                        .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+                }
+            }
         };
         match admitted {
-            Ok(mut recorder) => {
-                recorder.start();
+            Ok(recorder) => {
                 ResponseFuture::called(self.inner.call(request), self.classifier.clone(), recorder)
             }
             Err(error) => {

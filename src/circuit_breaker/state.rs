@@ -73,12 +73,13 @@ impl Word {
         State::from_tag((self.0 & ((1 << TAG_BITS) - 1)) as u8)
     }
 
-    /// Closed or Disabled: calls pass. Checked on every call, so it compares the tag
-    /// bits directly rather than decoding the state.
+    /// Closed or Disabled: calls pass. Checked on every call, so it tests the tag bits
+    /// directly: of the tags 0..=4, only Closed (0) and Disabled (4) have the low two
+    /// bits clear.
     #[inline]
     fn admits_calls(self) -> bool {
-        let tag = self.0 & ((1 << TAG_BITS) - 1);
-        tag == State::Closed as u64 || tag == State::Disabled as u64
+        const _: () = assert!(State::Closed as u64 & 3 == 0 && State::Disabled as u64 & 3 == 0);
+        self.0 & 3 == 0
     }
 
     #[inline]
@@ -201,6 +202,9 @@ pub(crate) struct Rejection {
 pub(crate) struct Lane {
     state: CachePadded<AtomicU64>,
     totals: CachePadded<Totals>,
+    /// The current breaker's clean word (see [`Totals::clean_word`]); 0 when its calls
+    /// never take the fast path. Set once per breaker, read by fast calls.
+    clean_word: AtomicU64,
     owner: Mutex<Weak<Shared>>,
 }
 
@@ -216,6 +220,7 @@ impl Lane {
             Box::leak(Box::new(Lane {
                 state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
                 totals: CachePadded::new(Totals::new()),
+                clean_word: AtomicU64::new(0),
                 owner: Mutex::new(Weak::new()),
             }))
         })
@@ -229,6 +234,7 @@ impl Lane {
             Ordering::Release,
         );
         self.totals.clear();
+        self.clean_word.store(0, Ordering::Release);
         *self.owner() = Weak::new();
         FREE_LANES
             .lock()
@@ -250,9 +256,9 @@ impl Lane {
     /// Whether a fast-path call of `generation` that succeeded changes nothing: the
     /// breaker is still in that generation and the window is still full of successes.
     #[inline]
-    pub(crate) fn success_is_a_no_op(&self, generation: u32, clean_word: u64) -> bool {
+    pub(crate) fn success_is_a_no_op(&self, generation: u32) -> bool {
         Word(self.state.load(Ordering::Acquire)).generation() == generation
-            && self.totals.raw() == clean_word
+            && self.totals.raw() == self.clean_word.load(Ordering::Relaxed)
     }
 }
 
@@ -332,6 +338,8 @@ impl Shared {
         let metrics = crate::metrics::BreakerMetrics::new(&config.name);
         metrics.state(State::Closed);
         let armed = initially_armed(&config);
+        lane.clean_word
+            .store(clean_word.unwrap_or(0), Ordering::Release);
         Arc::new_cyclic(|weak| {
             *lane.owner() = weak.clone();
             Self {
@@ -367,6 +375,12 @@ impl Shared {
 
     pub(crate) fn state(&self) -> State {
         self.word().state()
+    }
+
+    /// Whether the breaker lets calls through now (Closed or Disabled).
+    #[inline]
+    pub(crate) fn admits_calls(&self) -> bool {
+        self.word().admits_calls()
     }
 
     /// Whether a ticket's generation is still the current one.
