@@ -102,6 +102,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
     pub(crate) fn new(component: &'static str, field: &'static str, reason: String) -> Self {
         Self {
             component,

@@ -83,7 +83,10 @@ mod metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
 
+// Internal helpers, compiled with the layers that use them.
+#[cfg(feature = "circuit-breaker")]
 mod sync;
+#[cfg(feature = "circuit-breaker")]
 mod time;
 
 /// The error type of seawall's layers that reject calls on their own: tower's

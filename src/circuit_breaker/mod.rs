@@ -114,10 +114,16 @@
 //!
 //! # Cost
 //!
-//! In the Closed state with a count window and no slow-call rule, a call takes no lock,
-//! allocates nothing, boxes nothing and does not read the clock: one load of the state
-//! word, one `fetch_add` for its window slot, and a reference count for the response
-//! future. See `BENCHMARKS.md` for measurements against other breakers.
+//! In the Closed state, while a count window holds only successes (a healthy
+//! downstream), a call takes no lock, allocates nothing, boxes nothing, reads no clock and
+//! makes no atomic read-modify-write: it loads the state word and the window's totals, and
+//! its response future holds a `&'static` reference to the breaker's pooled *lane* instead
+//! of an `Arc`. A success that still finds the window clean records nothing, because it
+//! would overwrite a success with a success. Anything else (a failure, or a window that
+//! changed meanwhile) is recorded exactly through the lane. Every other call (an unclean
+//! window, a time window, a slow-call rule, or the `metrics` feature) clones one `Arc`
+//! and takes one `fetch_add` for its window slot. See `BENCHMARKS.md` for the
+//! measurements against other breakers.
 
 pub mod error;
 pub mod future;
