@@ -5,9 +5,14 @@
 //!
 //! All of the state that a call reads or writes lives in atomics:
 //!
-//! - `state` packs the [`State`], a generation number, and the half-open probe counters
-//!   into one `AtomicU64`. A call in the Closed state reads it once.
+//! - The state word packs the [`State`], a generation number, and the half-open probe
+//!   counters into one `AtomicU64`. A call in the Closed state only reads it.
 //! - The window ([`super::window`]) counts outcomes with atomics only.
+//! - The state word and the count window's totals live in a [`Lane`]: a pooled,
+//!   `'static` pair of cache lines. A call admitted while the window is full of
+//!   successes holds only `&'static Lane` (no reference count) and, if it succeeds while
+//!   the window is still clean, records nothing: it would overwrite a success with a
+//!   success. Everything else is recorded exactly.
 //!
 //! Transitions are rare, so they are serialised by a `Mutex` that only transitions take:
 //! under it the transition re-checks the state and generation it expects, does its side
@@ -253,12 +258,14 @@ impl Lane {
         self.owner().upgrade()
     }
 
-    /// Whether a fast-path call of `generation` that succeeded changes nothing: the
-    /// breaker is still in that generation and the window is still full of successes.
+    /// Whether a fast-path call that succeeded changes nothing: the window is still
+    /// full of successes. The generation needs no check: if the breaker moved on, the
+    /// outcome of a call from an earlier generation would be ignored anyway, and a
+    /// window that is clean again (or a lane reused by another breaker) is unchanged by
+    /// skipping it.
     #[inline]
-    pub(crate) fn success_is_a_no_op(&self, generation: u32) -> bool {
-        Word(self.state.load(Ordering::Acquire)).generation() == generation
-            && self.totals.raw() == self.clean_word.load(Ordering::Relaxed)
+    pub(crate) fn success_is_a_no_op(&self) -> bool {
+        self.totals.raw() == self.clean_word.load(Ordering::Relaxed)
     }
 }
 
