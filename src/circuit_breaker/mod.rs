@@ -335,7 +335,8 @@ pub enum Readiness {
     /// returns a ready [`CircuitOpen`] error.
     #[default]
     FailFast,
-    /// `poll_ready` is `Pending` until a probe may go; use under a load balancer.
+    /// `poll_ready` is `Pending` until a probe may go; use under a load balancer. Waiting
+    /// uses a tokio timer, so it needs a tokio runtime with time enabled.
     Backpressure,
 }
 
@@ -430,7 +431,11 @@ impl<S, C> CircuitBreaker<S, C> {
         loop {
             let current = match &self.reservation {
                 Reservation::None => None,
-                Reservation::Rejected(_) => return Poll::Ready(Ok(())),
+                // Asked again: look again rather than repeat an old rejection.
+                Reservation::Rejected(_) => {
+                    self.reservation = Reservation::None;
+                    None
+                }
                 Reservation::Probe(recorder) => recorder.ticket(),
             };
             match current {

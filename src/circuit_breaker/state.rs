@@ -138,8 +138,10 @@ impl OpenBackoff {
     /// The nominal duration shortened by up to `jitter` of itself, so that callers that
     /// tripped together do not probe together. Never longer than `max`.
     pub(crate) fn jittered(&self, trips: u32, unit: f64) -> Duration {
-        let nominal = self.nominal(trips);
-        nominal.mul_f64(1.0 - self.jitter * unit)
+        let nominal = crate::time::duration_to_nanos(self.nominal(trips));
+        // In nanoseconds: `Duration::mul_f64` panics near `Duration::MAX`, while a float
+        // to integer `as` saturates. The factor is within (0, 1].
+        Duration::from_nanos((nominal as f64 * (1.0 - self.jitter * unit)) as u64)
     }
 }
 
@@ -206,11 +208,19 @@ pub(crate) struct Rejection {
 #[derive(Debug)]
 pub(crate) struct Lane {
     state: CachePadded<AtomicU64>,
-    totals: CachePadded<Totals>,
+    health: CachePadded<LaneHealth>,
     /// The current breaker's clean word (see [`Totals::clean_word`]); 0 when its calls
     /// never take the fast path. Set once per breaker, read by fast calls.
     clean_word: AtomicU64,
     owner: Mutex<Weak<Shared>>,
+}
+
+/// What changes only when a call fails (or the first success after failures): the
+/// count window's totals and the failure streak, on one cache line.
+#[derive(Debug)]
+struct LaneHealth {
+    totals: Totals,
+    consecutive_failures: AtomicU32,
 }
 
 static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
@@ -224,7 +234,10 @@ impl Lane {
         pooled.unwrap_or_else(|| {
             Box::leak(Box::new(Lane {
                 state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
-                totals: CachePadded::new(Totals::new()),
+                health: CachePadded::new(LaneHealth {
+                    totals: Totals::new(),
+                    consecutive_failures: AtomicU32::new(0),
+                }),
                 clean_word: AtomicU64::new(0),
                 owner: Mutex::new(Weak::new()),
             }))
@@ -238,7 +251,8 @@ impl Lane {
             Word::new(State::Closed, word.generation().wrapping_add(1), 0, 0).0,
             Ordering::Release,
         );
-        self.totals.clear();
+        self.health.totals.clear();
+        self.health.consecutive_failures.store(0, Ordering::Release);
         self.clean_word.store(0, Ordering::Release);
         *self.owner() = Weak::new();
         FREE_LANES
@@ -258,14 +272,20 @@ impl Lane {
         self.owner().upgrade()
     }
 
-    /// Whether a fast-path call that succeeded changes nothing: the window is still
-    /// full of successes. The generation needs no check: if the breaker moved on, the
-    /// outcome of a call from an earlier generation would be ignored anyway, and a
-    /// window that is clean again (or a lane reused by another breaker) is unchanged by
-    /// skipping it.
+    /// Whether a success changes nothing: the window is full of successes and no
+    /// failure streak is running (a success would reset it). Checked when a call is
+    /// admitted (to take the fast path) and again when a fast call succeeds. The
+    /// generation needs no check: if the breaker moved on, the outcome of a call from an
+    /// earlier generation would be ignored anyway, and a window that is clean again (or
+    /// a lane reused by another breaker) is unchanged by skipping it.
     #[inline]
     pub(crate) fn success_is_a_no_op(&self) -> bool {
-        self.totals.raw() == self.clean_word.load(Ordering::Relaxed)
+        self.health.totals.raw() == self.clean_word.load(Ordering::Relaxed)
+            && self.health.consecutive_failures.load(Ordering::Relaxed) == 0
+    }
+
+    fn consecutive_failures(&self) -> &AtomicU32 {
+        &self.health.consecutive_failures
     }
 }
 
@@ -279,12 +299,12 @@ struct TransitionState {
     closed_since: u64,
 }
 
-/// Per-call counters of the Closed state that change only on failures or slow calls.
+/// A rate rule holds but the window has fewer than `minimum_calls` calls: the next
+/// success may complete the minimum, so it must evaluate the rules too. (Two threads
+/// evaluating at once may store in either order; a trip missed that way happens at the
+/// next failure instead.)
 #[derive(Debug)]
 struct Streak {
-    consecutive_failures: AtomicU32,
-    /// A rate rule holds but the window has fewer than `minimum_calls` calls: the next
-    /// success may complete the minimum, so it must evaluate the rules too.
     armed: AtomicBool,
 }
 
@@ -327,7 +347,7 @@ impl Shared {
         let lane = Lane::acquire();
         let (window, clean_word) = match window {
             WindowKind::Count { size } => (
-                Window::Count(CountWindow::new(size, &lane.totals)),
+                Window::Count(CountWindow::new(size, &lane.health.totals)),
                 Some(Totals::clean_word(size)),
             ),
             WindowKind::Time {
@@ -353,7 +373,6 @@ impl Shared {
                 lane,
                 clean_word,
                 streak: CachePadded::new(Streak {
-                    consecutive_failures: AtomicU32::new(0),
                     armed: AtomicBool::new(armed),
                 }),
                 window,
@@ -403,10 +422,13 @@ impl Shared {
             let word = self.word();
             if word.admits_calls() {
                 let generation = word.generation();
-                return Ok(match self.clean_word {
-                    Some(clean) if self.lane.totals.raw() == clean => Ticket::Fast { generation },
-                    _ => Ticket::Call { generation },
-                });
+                return Ok(
+                    if self.clean_word.is_some() && self.lane.success_is_a_no_op() {
+                        Ticket::Fast { generation }
+                    } else {
+                        Ticket::Call { generation }
+                    },
+                );
             }
             if let Some(result) = self.acquire_slow(word) {
                 return result;
@@ -518,7 +540,7 @@ impl Shared {
         let _ = self.window.record(sample, || self.clock.now());
         let mut cause = None;
         if let Some(limit) = config.consecutive_failures {
-            let streak = &self.streak.consecutive_failures;
+            let streak = self.lane.consecutive_failures();
             if failure {
                 if streak.fetch_add(1, Ordering::AcqRel).saturating_add(1) >= limit {
                     cause = Some(Cause::ConsecutiveFailures);
@@ -689,7 +711,7 @@ impl Shared {
             }
             State::Closed => {
                 self.window.reset();
-                self.streak.consecutive_failures.store(0, Ordering::Release);
+                self.lane.consecutive_failures().store(0, Ordering::Release);
                 self.streak
                     .armed
                     .store(initially_armed(&self.config), Ordering::Release);
@@ -702,7 +724,7 @@ impl Shared {
             State::ForcedOpen => 0,
             State::Disabled => {
                 self.window.reset();
-                self.streak.consecutive_failures.store(0, Ordering::Release);
+                self.lane.consecutive_failures().store(0, Ordering::Release);
                 0
             }
         };
@@ -783,11 +805,15 @@ impl Shared {
         if !waiters.iter().any(|w| w.will_wake(waker)) {
             waiters.push(waker.clone());
         }
-        self.has_waiters.store(true, Ordering::Release);
+        self.has_waiters.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `wake_waiters`: either the waiter's next look at the
+        // state sees the change, or the waker sees `has_waiters` (store-load ordering).
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     fn wake_waiters(&self) {
-        if !self.has_waiters.load(Ordering::Acquire) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.has_waiters.load(Ordering::SeqCst) {
             return;
         }
         let waiters = {
@@ -820,7 +846,7 @@ impl Shared {
             calls: counts.calls,
             failures: counts.failures,
             slow_calls: counts.slow,
-            consecutive_failures: self.streak.consecutive_failures.load(Ordering::Acquire),
+            consecutive_failures: self.lane.consecutive_failures().load(Ordering::Acquire),
             rejections: self.rejections.load(Ordering::Relaxed),
             trips: self.lock().trips,
             probes_in_flight: word.in_flight(),
@@ -848,6 +874,104 @@ mod tests {
             jitter: 0.0,
             reset_after: Duration::from_secs(300),
         }
+    }
+
+    fn config(consecutive_failures: Option<u32>) -> Config {
+        Config {
+            name: Arc::from("test"),
+            failure_rate: None,
+            slow_calls: None,
+            consecutive_failures,
+            minimum_calls: 1,
+            open: backoff(),
+            half_open_probes: 1,
+            max_half_open: Duration::from_secs(30),
+        }
+    }
+
+    fn sample(failure: bool) -> Sample {
+        Sample {
+            failure,
+            slow: false,
+        }
+    }
+
+    #[test]
+    fn jitter_near_duration_max_does_not_panic() {
+        for jitter in [0.0, 0.5, 1.0] {
+            let b = OpenBackoff {
+                base: Duration::MAX,
+                max: Duration::MAX,
+                multiplier: 1e300,
+                jitter,
+                reset_after: Duration::MAX,
+            };
+            for trips in [1, 2, 1_000, u32::MAX] {
+                for unit in [0.0, 0.5, 0.999_999] {
+                    let d = b.jittered(trips, unit);
+                    assert!(d <= Duration::MAX && d > Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Unit tests that build a `Shared` take lanes from the global pool: run them one at
+    /// a time so that a lane released by one is not taken by another.
+    static POOL: Mutex<()> = Mutex::new(());
+
+    fn pool() -> MutexGuard<'static, ()> {
+        POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[test]
+    fn a_stale_failure_streak_never_survives_on_the_fast_path() {
+        let _pool = pool();
+        // Replay a race: a failure writes its window slot, a success makes the window
+        // clean again, then the failure bumps the streak. The fast path must not hide the
+        // stale streak: the next success must take the tracked path and clear it.
+        let shared = Shared::new(config(Some(2)), WindowKind::Count { size: 1 }, 1);
+        let generation = shared.word().generation();
+        let _ = shared.window.record(sample(true), || 0); // the failure, part 1
+        shared.record_call(generation, Health::Success, false); // the success
+        shared
+            .lane
+            .consecutive_failures()
+            .fetch_add(1, Ordering::AcqRel); // the failure, part 2
+        let ticket = shared.try_acquire().unwrap();
+        assert_eq!(ticket, Ticket::Call { generation }, "not the fast path");
+        shared.record(ticket, Health::Success, false);
+        assert_eq!(
+            shared.lane.consecutive_failures().load(Ordering::Acquire),
+            0
+        );
+        assert!(matches!(shared.try_acquire(), Ok(Ticket::Fast { .. })));
+        // One failure now is one failure, not two in a row.
+        shared.record_call(generation, Health::Failure, false);
+        assert_eq!(shared.state(), State::Closed);
+    }
+
+    #[test]
+    fn a_dropped_breakers_lane_is_reused_with_a_later_generation() {
+        let _pool = pool();
+        let first = Shared::new(config(Some(1)), WindowKind::Count { size: 4 }, 1);
+        let lane: *const Lane = first.lane;
+        let generation = first.word().generation();
+        first.record_call(generation, Health::Failure, false);
+        assert_eq!(first.state(), State::Open);
+        drop(first);
+        let second = Shared::new(config(Some(1)), WindowKind::Count { size: 4 }, 1);
+        assert!(std::ptr::eq(lane, second.lane), "the pooled lane is reused");
+        assert_eq!(second.state(), State::Closed);
+        assert_ne!(second.word().generation(), generation);
+        assert_eq!(second.window.counts(|| 0).calls, 0);
+        assert_eq!(
+            second.lane.consecutive_failures().load(Ordering::Acquire),
+            0
+        );
+        // A late outcome of the first breaker's generation counts for nothing.
+        second.record(Ticket::Call { generation }, Health::Failure, false);
+        assert_eq!(second.state(), State::Closed);
+        assert_eq!(second.window.counts(|| 0).calls, 0);
     }
 
     #[test]

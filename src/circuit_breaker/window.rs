@@ -209,6 +209,10 @@ pub(crate) const MAX_BUCKETS: u32 = 1_000;
 /// breaker was built, divided by the bucket length) never come near it.
 const EMPTY_EPOCHS: u64 = u64::MAX - MAX_BUCKETS as u64;
 
+/// The epoch of a bucket that one thread is zeroing for a new period. Above every live
+/// epoch, so snapshots skip it.
+const RECYCLING: u64 = EMPTY_EPOCHS - 1;
+
 #[derive(Debug)]
 struct Bucket {
     /// Which bucket of the timeline (now / bucket length) this slot currently holds.
@@ -222,8 +226,9 @@ struct Bucket {
 /// as time passes. Recording touches one bucket; a snapshot sums the live buckets.
 ///
 /// When a bucket is recycled for a new period, a call recorded by another thread in the
-/// same instant may be lost or land in the new period; the error is bounded by the
-/// number of threads recording at that instant and never makes a count negative.
+/// same instant may be lost or land in the new period: at most one call per thread
+/// recording at that instant. A snapshot never sees the old period's counts as the new
+/// period's (the bucket is zeroed before its new epoch is published).
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     bucket_nanos: u64,
@@ -256,27 +261,9 @@ impl TimeWindow {
     fn record(&self, sample: Sample, now: u64) -> Recorded {
         let epoch = now / self.bucket_nanos;
         let bucket = self.bucket_for(epoch);
-        let mut held = bucket.epoch.load(Ordering::Acquire);
-        if held != epoch {
-            let empty = held >= EMPTY_EPOCHS;
-            if !empty && held > epoch {
-                // This thread read the clock before the bucket moved on: the period it
-                // belongs to has already been recycled. Drop the sample.
-                return Recorded::Unchanged;
-            }
-            if bucket
-                .epoch
-                .compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                bucket.calls.swap(0, Ordering::AcqRel);
-                bucket.failures.swap(0, Ordering::AcqRel);
-                bucket.slow.swap(0, Ordering::AcqRel);
-            }
-            held = bucket.epoch.load(Ordering::Acquire);
-            if held != epoch {
-                return Recorded::Unchanged;
-            }
+        let held = bucket.epoch.load(Ordering::Acquire);
+        if held != epoch && !self.recycle(bucket, held, epoch) {
+            return Recorded::Unchanged;
         }
         bucket.calls.fetch_add(1, Ordering::AcqRel);
         if sample.failure {
@@ -286,6 +273,31 @@ impl TimeWindow {
             bucket.slow.fetch_add(1, Ordering::AcqRel);
         }
         Recorded::Changed
+    }
+
+    /// Move `bucket` from the period it `held` to `epoch`. Returns whether the bucket
+    /// now holds `epoch`; if not, the sample is dropped (it belongs to a period that has
+    /// been recycled already, or another thread is recycling the bucket this instant).
+    ///
+    /// The bucket is claimed with a sentinel epoch, zeroed, and only then published, so
+    /// that a snapshot never counts the old period's calls as the new period's.
+    #[cold]
+    fn recycle(&self, bucket: &Bucket, held: u64, epoch: u64) -> bool {
+        if held == RECYCLING || (held < EMPTY_EPOCHS && held > epoch) {
+            return false;
+        }
+        if bucket
+            .epoch
+            .compare_exchange(held, RECYCLING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            bucket.calls.store(0, Ordering::Release);
+            bucket.failures.store(0, Ordering::Release);
+            bucket.slow.store(0, Ordering::Release);
+            bucket.epoch.store(epoch, Ordering::Release);
+            return true;
+        }
+        bucket.epoch.load(Ordering::Acquire) == epoch
     }
 
     fn counts(&self, now: u64) -> Counts {
@@ -425,6 +437,37 @@ mod tests {
         assert_eq!(w.counts(10_000), Counts::default());
         w.reset();
         assert_eq!(w.counts(3_100), Counts::default());
+    }
+
+    #[test]
+    fn a_bucket_being_recycled_is_never_read_as_the_new_period() {
+        let w = TimeWindow::new(1_000, 2);
+        w.record(FAIL, 500); // epoch 0, slot 0
+                             // Another thread has claimed slot 0 for epoch 2 but not zeroed it yet.
+        w.buckets[0].epoch.store(RECYCLING, Ordering::Release);
+        assert_eq!(
+            w.counts(2_000),
+            Counts::default(),
+            "the old failure is not epoch 2's"
+        );
+        assert_eq!(
+            w.record(OK, 2_100),
+            Recorded::Unchanged,
+            "dropped meanwhile"
+        );
+        // Once published, the bucket starts empty.
+        w.buckets[0].calls.store(0, Ordering::Release);
+        w.buckets[0].failures.store(0, Ordering::Release);
+        w.buckets[0].epoch.store(2, Ordering::Release);
+        w.record(OK, 2_200);
+        assert_eq!(
+            w.counts(2_200),
+            Counts {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
     }
 
     #[test]

@@ -102,3 +102,46 @@ fn boundary_values_are_accepted_not_clamped() {
         assert!(builder.build().is_ok(), "{debug}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn extreme_accepted_values_run_without_panicking() {
+    use crate::support::{call, is_open, Do, Downstream};
+    use seawall::circuit_breaker::State;
+    use tower::Layer;
+
+    let max = Duration::MAX;
+    let builders = [
+        b().open_duration(max).max_open_duration(max).jitter(0.0),
+        b().open_duration(Duration::from_nanos(1))
+            .max_open_duration(max)
+            .open_duration_multiplier(1e300)
+            .jitter(1.0),
+        b().open_duration(Duration::from_nanos(1))
+            .max_open_duration(max)
+            .open_duration_multiplier(f64::MAX),
+        b().max_half_open_duration(max).reset_backoff_after(max),
+        b().slow_calls(max, 0.5),
+        b().time_window(max, 1_000),
+    ];
+    for builder in builders {
+        let debug = format!("{builder:?}");
+        let layer = builder
+            .count_window(2)
+            .minimum_calls(1)
+            .failure_rate(0.5)
+            .build()
+            .unwrap_or_else(|e| panic!("{debug}: {e}"));
+        let handle = layer.handle();
+        let svc = layer.layer(Downstream::default());
+        for _ in 0..3 {
+            // Trip, wait a little, probe (if the open duration allows it), trip again.
+            let _ = call(&svc, Do::Fail).await;
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let result = call(&svc, Do::Fail).await;
+            assert!(result.is_err(), "{debug}");
+        }
+        assert_ne!(handle.state(), State::Closed, "{debug}");
+        let _ = handle.snapshot();
+        let _ = is_open(&call(&svc, Do::Succeed).await);
+    }
+}

@@ -205,3 +205,16 @@ async fn p2c_routes_around_an_open_endpoint() {
         "not rejected: not ready"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_poll_ready_looks_again_instead_of_repeating_an_old_rejection() {
+    let layer = CircuitBreakerLayer::builder().build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Downstream::default());
+    handle.force_open();
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    handle.reset();
+    // Ready again: the breaker closed meanwhile, so the call goes through.
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    assert!(svc.call(Do::Succeed).await.is_ok());
+}
