@@ -44,6 +44,14 @@ enum RecorderKind {
 }
 
 impl OutcomeRecorder {
+    /// A recorder for a fast-path call: no reference count.
+    #[inline]
+    pub(crate) fn fast(lane: &'static Lane, generation: u32) -> Self {
+        Self {
+            kind: Some(RecorderKind::Fast { lane, generation }),
+        }
+    }
+
     #[inline]
     pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
         let kind = match ticket {

@@ -381,6 +381,8 @@ impl Reservation {
 pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
     shared: Arc<Shared>,
+    /// The breaker's lane, kept here so the success path reads it in one hop.
+    lane: &'static state::Lane,
     classifier: C,
     readiness: Readiness,
     reservation: Reservation,
@@ -392,6 +394,7 @@ impl<S, C> CircuitBreaker<S, C> {
     fn from_parts(inner: S, shared: Arc<Shared>, classifier: C, readiness: Readiness) -> Self {
         Self {
             inner,
+            lane: shared.lane,
             shared,
             classifier,
             readiness,
@@ -510,7 +513,7 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The success path: nothing reserved and the breaker admits calls (one load).
-        if matches!(self.reservation, Reservation::None) && self.shared.admits_calls() {
+        if matches!(self.reservation, Reservation::None) && self.lane.admits_calls() {
             return self.inner.poll_ready(cx).map_err(Into::into);
         }
         self.poll_ready_slow(cx)
@@ -519,12 +522,17 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let admitted = match &self.reservation {
-            // The success path: nothing reserved; admit now (one load of the state word).
-            Reservation::None => self
-                .shared
-                .try_acquire()
-                .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
-                .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+            // The success path: nothing reserved; admit now from the lane.
+            Reservation::None => match self.lane.try_admit() {
+                Some(state::Ticket::Fast { generation }) => {
+                    Ok(OutcomeRecorder::fast(self.lane, generation))
+                }
+                _ => self
+                    .shared
+                    .try_acquire()
+                    .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
+                    .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+            },
             Reservation::Probe(_) | Reservation::Rejected(_) => {
                 match std::mem::replace(&mut self.reservation, Reservation::None) {
                     Reservation::Probe(mut recorder)

@@ -209,9 +209,6 @@ pub(crate) struct Rejection {
 pub(crate) struct Lane {
     state: CachePadded<AtomicU64>,
     health: CachePadded<LaneHealth>,
-    /// The current breaker's clean word (see [`Totals::clean_word`]); 0 when its calls
-    /// never take the fast path. Set once per breaker, read by fast calls.
-    clean_word: AtomicU64,
     owner: Mutex<Weak<Shared>>,
 }
 
@@ -221,6 +218,9 @@ pub(crate) struct Lane {
 struct LaneHealth {
     totals: Totals,
     consecutive_failures: AtomicU32,
+    /// The current breaker's clean word (see [`Totals::clean_word`]); 0 when its calls
+    /// never take the fast path. Set once per breaker, read with the totals.
+    clean_word: AtomicU64,
 }
 
 static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
@@ -237,8 +237,8 @@ impl Lane {
                 health: CachePadded::new(LaneHealth {
                     totals: Totals::new(),
                     consecutive_failures: AtomicU32::new(0),
+                    clean_word: AtomicU64::new(0),
                 }),
-                clean_word: AtomicU64::new(0),
                 owner: Mutex::new(Weak::new()),
             }))
         })
@@ -253,7 +253,7 @@ impl Lane {
         );
         self.health.totals.clear();
         self.health.consecutive_failures.store(0, Ordering::Release);
-        self.clean_word.store(0, Ordering::Release);
+        self.health.clean_word.store(0, Ordering::Release);
         *self.owner() = Weak::new();
         FREE_LANES
             .lock()
@@ -280,8 +280,30 @@ impl Lane {
     /// a lane reused by another breaker) is unchanged by skipping it.
     #[inline]
     pub(crate) fn success_is_a_no_op(&self) -> bool {
-        self.health.totals.raw() == self.clean_word.load(Ordering::Relaxed)
+        self.health.totals.raw() == self.health.clean_word.load(Ordering::Relaxed)
             && self.health.consecutive_failures.load(Ordering::Relaxed) == 0
+    }
+
+    /// Admit a call if the breaker is Closed or Disabled: on the fast path if a success
+    /// would change nothing. `None` means "ask [`Shared::try_acquire`]".
+    #[inline]
+    pub(crate) fn try_admit(&self) -> Option<Ticket> {
+        let word = Word(self.state.load(Ordering::Acquire));
+        if !word.admits_calls() {
+            return None;
+        }
+        let generation = word.generation();
+        Some(if self.success_is_a_no_op() {
+            Ticket::Fast { generation }
+        } else {
+            Ticket::Call { generation }
+        })
+    }
+
+    /// Whether the breaker lets calls through now (Closed or Disabled).
+    #[inline]
+    pub(crate) fn admits_calls(&self) -> bool {
+        Word(self.state.load(Ordering::Acquire)).admits_calls()
     }
 
     fn consecutive_failures(&self) -> &AtomicU32 {
@@ -312,9 +334,6 @@ struct Streak {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) lane: &'static Lane,
-    /// `Some(word)` when calls may take the fast path: a count window, no slow-call rule,
-    /// no per-call metrics; the word is [`Totals::clean_word`] of the window's size.
-    pub(crate) clean_word: Option<u64>,
     streak: CachePadded<Streak>,
     window: Window,
     open_until: AtomicU64,
@@ -355,8 +374,9 @@ impl Shared {
                 buckets,
             } => (Window::Time(TimeWindow::new(bucket_nanos, buckets)), None),
         };
-        // Every success must be seen when the slow-call rule needs its duration, when
-        // metrics count it, or when a zero threshold makes a clean window trip.
+        // The fast path (see `Lane`) needs a count window. Every success must be seen when
+        // the slow-call rule needs its duration, when metrics count it, or when a zero
+        // threshold makes a clean window trip.
         let fast = config.slow_calls.is_none()
             && !cfg!(feature = "metrics")
             && config.failure_rate != Some(0.0);
@@ -365,13 +385,13 @@ impl Shared {
         let metrics = crate::metrics::BreakerMetrics::new(&config.name);
         metrics.state(State::Closed);
         let armed = initially_armed(&config);
-        lane.clean_word
+        lane.health
+            .clean_word
             .store(clean_word.unwrap_or(0), Ordering::Release);
         Arc::new_cyclic(|weak| {
             *lane.owner() = weak.clone();
             Self {
                 lane,
-                clean_word,
                 streak: CachePadded::new(Streak {
                     armed: AtomicBool::new(armed),
                 }),
@@ -403,12 +423,6 @@ impl Shared {
         self.word().state()
     }
 
-    /// Whether the breaker lets calls through now (Closed or Disabled).
-    #[inline]
-    pub(crate) fn admits_calls(&self) -> bool {
-        self.word().admits_calls()
-    }
-
     /// Whether a ticket's generation is still the current one.
     #[inline]
     pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
@@ -419,18 +433,10 @@ impl Shared {
     #[inline]
     pub(crate) fn try_acquire(&self) -> Result<Ticket, Rejection> {
         loop {
-            let word = self.word();
-            if word.admits_calls() {
-                let generation = word.generation();
-                return Ok(
-                    if self.clean_word.is_some() && self.lane.success_is_a_no_op() {
-                        Ticket::Fast { generation }
-                    } else {
-                        Ticket::Call { generation }
-                    },
-                );
+            if let Some(ticket) = self.lane.try_admit() {
+                return Ok(ticket);
             }
-            if let Some(result) = self.acquire_slow(word) {
+            if let Some(result) = self.acquire_slow(self.word()) {
                 return result;
             }
         }
