@@ -20,7 +20,6 @@
 //! on the command line (as under `cargo test --benches`) it does one very
 //! short round per contender, as a smoke test.
 
-use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +32,11 @@ use seawall::circuit_breaker::CircuitBreakerLayer;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
+
+#[path = "support/peers.rs"]
+mod peers;
+
+use peers::{echo, failsafe_breaker, seawall_service, tower_resilience_service, Failsafe};
 
 /// Tasks sharing one breaker.
 const TASKS: usize = 64;
@@ -57,54 +61,6 @@ type TaskFuture = Pin<Box<dyn Future<Output = u64> + Send>>;
 struct Contender {
     name: &'static str,
     make_task: Box<dyn FnMut(Arc<AtomicBool>) -> TaskFuture>,
-}
-
-/// The service every contender wraps: echoes its request, never fails.
-fn echo(
-) -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + 'static {
-    tower::service_fn(|req: u64| async move { Ok::<_, Infallible>(req) })
-}
-
-/// seawall's breaker with its defaults around [`echo`].
-fn seawall_service(
-) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
-    let layer = CircuitBreakerLayer::builder()
-        .name("bench")
-        .build()
-        .expect("valid seawall config");
-    tower::ServiceBuilder::new().layer(layer).service(echo())
-}
-
-/// tower-resilience's breaker around [`echo`]: count window of 100 calls,
-/// 50 % failure rate, 20 calls minimum, 5 s open.
-fn tower_resilience_service(
-) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
-    let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-        .name("bench")
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .minimum_number_of_calls(20)
-        .wait_duration_in_open(Duration::from_secs(5))
-        .build()
-        .expect("valid tower-resilience config");
-    tower::ServiceBuilder::new().layer(layer).service(echo())
-}
-
-/// failsafe has no count window: a success rate over a 10 s time window,
-/// opening below 50 % once 20 calls were seen, open a constant 5 s.
-type Failsafe = failsafe::StateMachine<
-    failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::Constant>,
-    (),
->;
-
-fn failsafe_breaker() -> Failsafe {
-    let policy = failsafe::failure_policy::success_rate_over_time_window(
-        0.5,
-        20,
-        Duration::from_secs(10),
-        failsafe::backoff::constant(Duration::from_secs(5)),
-    );
-    failsafe::Config::new().failure_policy(policy).build()
 }
 
 /// A task loop for a tower service.
@@ -208,7 +164,10 @@ fn main() {
     let failsafe_inner = echo();
     let mut contenders = vec![
         tower_contender("bare", echo()),
-        tower_contender("seawall_default", seawall_service()),
+        tower_contender(
+            "seawall_default",
+            seawall_service(CircuitBreakerLayer::builder()),
+        ),
         tower_contender("tower_resilience", tower_resilience_service()),
         Contender {
             name: "failsafe",

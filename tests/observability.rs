@@ -4,6 +4,17 @@
 #[path = "support/mod.rs"]
 mod support;
 
+/// A current-thread runtime on tokio's paused clock, for tests that must install a
+/// recorder or subscriber around the runtime.
+#[allow(dead_code)]
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
 #[cfg(feature = "metrics")]
 mod metrics_facade {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +28,7 @@ mod metrics_facade {
     use seawall::circuit_breaker::CircuitBreakerLayer;
     use tower::Layer;
 
+    use crate::paused_runtime;
     use crate::support::{call, Do, Downstream};
 
     /// Delegates to the debugging recorder and counts how often handles are registered.
@@ -78,11 +90,7 @@ mod metrics_facade {
             registrations: registrations.clone(),
         };
         metrics::with_local_recorder(&recorder, || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
+            let rt = paused_runtime();
             rt.block_on(async {
                 let layer = CircuitBreakerLayer::builder()
                     .name("payments")
@@ -163,6 +171,7 @@ mod tracing_events {
     use seawall::circuit_breaker::CircuitBreakerLayer;
     use tower::Layer;
 
+    use crate::paused_runtime;
     use crate::support::{call, Do, Downstream};
 
     #[derive(Clone, Default)]
@@ -188,11 +197,7 @@ mod tracing_events {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
+            let rt = paused_runtime();
             rt.block_on(async {
                 let layer = CircuitBreakerLayer::builder()
                     .name("search")

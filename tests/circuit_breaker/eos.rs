@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::support::trips_after;
 use seawall::circuit_breaker::{CircuitBreakerLayer, State};
 use seawall::classify::{Classification, Classify, ClassifyEos, RecordOutcome, Verdict};
 use tokio::sync::oneshot;
@@ -80,11 +81,7 @@ impl ClassifyEos<Streamed> for AtEnd {
 }
 
 fn layer() -> CircuitBreakerLayer<StatusClassifier> {
-    CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(2)
-        .open_duration(Duration::from_secs(1))
-        .jitter(0.0)
+    trips_after(2, Duration::from_secs(1))
         .classifier(StatusClassifier)
         .build()
         .unwrap()

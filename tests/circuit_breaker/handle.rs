@@ -5,7 +5,7 @@ use std::time::Duration;
 use seawall::circuit_breaker::{Cause, CircuitBreakerLayer, State};
 use tower::Layer;
 
-use crate::support::{call, is_open, Do, Downstream};
+use crate::support::{call, is_open, trips_after, Do, Downstream};
 
 #[tokio::test(start_paused = true)]
 async fn force_open_rejects_everything_until_reset() {
@@ -67,13 +67,7 @@ async fn disabled_passes_everything_and_keeps_measuring() {
 
 #[tokio::test(start_paused = true)]
 async fn reset_closes_an_open_breaker_and_restarts_the_backoff() {
-    let layer = CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(1))
-        .jitter(0.0)
-        .build()
-        .unwrap();
+    let layer = trips_after(1, Duration::from_secs(1)).build().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(Downstream::default());
     let _ = call(&svc, Do::Fail).await;
@@ -92,13 +86,7 @@ async fn reset_closes_an_open_breaker_and_restarts_the_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn subscribers_see_every_transition_with_its_cause_and_time() {
-    let layer = CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(2)
-        .open_duration(Duration::from_secs(3))
-        .jitter(0.0)
-        .build()
-        .unwrap();
+    let layer = trips_after(2, Duration::from_secs(3)).build().unwrap();
     let handle = layer.handle();
     let mut transitions = handle.subscribe();
     let svc = layer.layer(Downstream::default());

@@ -6,14 +6,10 @@ use futures::FutureExt;
 use seawall::circuit_breaker::{Cause, CircuitBreakerLayer, State};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::support::{call, is_open, Do, Downstream};
+use crate::support::{call, is_open, trips_after, Do, Downstream};
 
 fn tripped_on_first_failure(probes: u32) -> CircuitBreakerLayer {
-    CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(1))
-        .jitter(0.0)
+    trips_after(1, Duration::from_secs(1))
         .half_open_probes(probes)
         .max_half_open_duration(Duration::from_secs(30))
         .build()

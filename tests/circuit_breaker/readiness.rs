@@ -10,7 +10,7 @@ use seawall::circuit_breaker::{CircuitBreakerLayer, Readiness, State};
 use seawall::BoxError;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::support::{call, Do, Downstream};
+use crate::support::{call, trips_after, Do, Downstream};
 
 /// An inner service that is never ready, and counts how often it was asked.
 #[derive(Clone, Default)]
@@ -53,13 +53,7 @@ async fn fail_fast_rejects_without_touching_the_inner_service() {
 
 #[tokio::test(start_paused = true)]
 async fn fail_fast_rejection_carries_time_until_the_next_probe() {
-    let layer = CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(4))
-        .jitter(0.0)
-        .build()
-        .unwrap();
+    let layer = trips_after(1, Duration::from_secs(4)).build().unwrap();
     let svc = layer.layer(Downstream::default());
     let _ = call(&svc, Do::Fail).await;
     tokio::time::advance(Duration::from_secs(1)).await;
@@ -70,11 +64,7 @@ async fn fail_fast_rejection_carries_time_until_the_next_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn backpressure_is_pending_while_open_and_wakes_for_the_probe() {
-    let layer = CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(2))
-        .jitter(0.0)
+    let layer = trips_after(1, Duration::from_secs(2))
         .readiness(Readiness::Backpressure)
         .build()
         .unwrap();
@@ -109,11 +99,7 @@ async fn backpressure_is_pending_while_open_and_wakes_for_the_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn backpressure_waiters_wake_when_a_probe_slot_frees() {
-    let layer = CircuitBreakerLayer::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(1))
-        .jitter(0.0)
+    let layer = trips_after(1, Duration::from_secs(1))
         .half_open_probes(1)
         .readiness(Readiness::Backpressure)
         .build()
