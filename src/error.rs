@@ -8,6 +8,7 @@
 //! | condition | type | layer |
 //! |---|---|---|
 //! | the circuit is open | [`CircuitOpen`] | [`circuit_breaker`](crate::circuit_breaker) |
+//! | the bulkhead is full (or the wait for a permit timed out) | [`BulkheadFull`] | [`bulkhead`](crate::bulkhead) |
 //!
 //! Bad configuration is a [`ConfigError`] returned by a builder's `build()`, naming the
 //! field that is wrong. Seawall never panics on configuration and never clamps a value
@@ -16,6 +17,9 @@
 use std::error::Error;
 use std::fmt;
 
+#[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+pub use crate::bulkhead::error::BulkheadFull;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub use crate::circuit_breaker::error::CircuitOpen;
@@ -55,6 +59,10 @@ fn is_rejection_type(err: &(dyn Error + 'static)) -> bool {
     if err.is::<CircuitOpen>() {
         return true;
     }
+    #[cfg(feature = "bulkhead")]
+    if err.is::<BulkheadFull>() {
+        return true;
+    }
     let _ = err;
     false
 }
@@ -75,6 +83,10 @@ pub(crate) fn is_rejection_any<E: 'static>(err: &E) -> bool {
     }
     #[cfg(feature = "circuit-breaker")]
     if any.is::<CircuitOpen>() {
+        return true;
+    }
+    #[cfg(feature = "bulkhead")]
+    if any.is::<BulkheadFull>() {
         return true;
     }
     false
@@ -102,7 +114,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "bulkhead")),
+        allow(dead_code)
+    )]
     pub(crate) fn new(component: &'static str, field: &'static str, reason: String) -> Self {
         Self {
             component,

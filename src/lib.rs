@@ -41,6 +41,9 @@
 //!
 //! # Modules
 //!
+//! - [`bulkhead`]: a concurrency limit shared by every clone, fail-fast or with a FIFO
+//!   wait, partitions for classes of traffic, and adaptive limits (AIMD, Gradient2,
+//!   Vegas) that find the downstream's capacity.
 //! - [`circuit_breaker`]: count and time windows, failure-rate, slow-call and
 //!   consecutive-failure rules, growing open durations, exact half-open probes,
 //!   fail-fast or backpressure readiness, a [`Handle`](circuit_breaker::Handle).
@@ -54,6 +57,8 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `circuit-breaker` | yes | [`circuit_breaker`] |
+//! | `bulkhead` | yes | [`bulkhead`]: fixed and adaptive concurrency limits |
+//! | `http` | no | permits held until an HTTP response body ends |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |
 //! | `full` | no | all of the above |
@@ -79,14 +84,17 @@ pub mod metrics;
 #[cfg(not(any(feature = "metrics", docsrs)))]
 mod metrics;
 
+#[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+pub mod bulkhead;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
 
 // Internal helpers, compiled with the layers that use them.
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
 mod sync;
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
 mod time;
 
 /// The error type of seawall's layers that reject calls on their own: tower's
