@@ -14,9 +14,15 @@
 //! | `seawall_circuit_breaker_rejections_total` | counter | | calls rejected with `CircuitOpen` |
 //! | `seawall_circuit_breaker_state` | gauge | | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
 //! | `seawall_circuit_breaker_transitions_total` | counter | `from`, `to` | state transitions |
+//! | `seawall_bulkhead_in_flight` | gauge | | calls holding a permit |
+//! | `seawall_bulkhead_limit` | gauge | | the bulkhead's current limit |
+//! | `seawall_bulkhead_rejections_total` | counter | | calls rejected with `BulkheadFull` |
+//! | `seawall_bulkhead_wait_seconds` | histogram | | how long callers waited for a permit (granted or not) |
 
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use breaker::BreakerMetrics;
+#[cfg(feature = "bulkhead")]
+pub(crate) use bulkhead::{BulkheadMetrics, PermitMetrics};
 
 #[cfg(feature = "circuit-breaker")]
 mod breaker {
@@ -115,5 +121,97 @@ mod breaker {
         pub(crate) fn state(&self, _state: State) {}
         #[inline(always)]
         pub(crate) fn transition(&self, _from: State, _to: State) {}
+    }
+}
+
+#[cfg(feature = "bulkhead")]
+mod bulkhead {
+    use std::time::Duration;
+
+    /// The in-flight gauge's share of one permit: up when taken, down when given back.
+    #[cfg(feature = "metrics")]
+    #[derive(Debug)]
+    pub(crate) struct PermitMetrics(metrics::Gauge);
+
+    #[cfg(feature = "metrics")]
+    impl Drop for PermitMetrics {
+        fn drop(&mut self) {
+            self.0.decrement(1.0);
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[derive(Debug)]
+    pub(crate) struct PermitMetrics;
+
+    #[cfg(feature = "metrics")]
+    #[derive(Debug)]
+    pub(crate) struct BulkheadMetrics {
+        in_flight: metrics::Gauge,
+        limit: metrics::Gauge,
+        rejections: metrics::Counter,
+        wait: metrics::Histogram,
+    }
+
+    #[cfg(feature = "metrics")]
+    impl BulkheadMetrics {
+        pub(crate) fn new(policy: &std::sync::Arc<str>, limit: u32) -> Self {
+            let this = Self {
+                in_flight: metrics::gauge!(
+                    "seawall_bulkhead_in_flight",
+                    "policy" => policy.to_string()
+                ),
+                limit: metrics::gauge!("seawall_bulkhead_limit", "policy" => policy.to_string()),
+                rejections: metrics::counter!(
+                    "seawall_bulkhead_rejections_total",
+                    "policy" => policy.to_string()
+                ),
+                wait: metrics::histogram!(
+                    "seawall_bulkhead_wait_seconds",
+                    "policy" => policy.to_string()
+                ),
+            };
+            this.limit(limit);
+            this
+        }
+
+        pub(crate) fn limit(&self, limit: u32) {
+            self.limit.set(f64::from(limit));
+        }
+
+        #[inline]
+        pub(crate) fn acquired(&self) -> PermitMetrics {
+            self.in_flight.increment(1.0);
+            PermitMetrics(self.in_flight.clone())
+        }
+
+        pub(crate) fn rejection(&self) {
+            self.rejections.increment(1);
+        }
+
+        pub(crate) fn waited(&self, wait: Duration) {
+            self.wait.record(wait.as_secs_f64());
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[derive(Debug)]
+    pub(crate) struct BulkheadMetrics;
+
+    #[cfg(not(feature = "metrics"))]
+    impl BulkheadMetrics {
+        pub(crate) fn new(_policy: &std::sync::Arc<str>, _limit: u32) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn limit(&self, _limit: u32) {}
+        #[inline(always)]
+        pub(crate) fn acquired(&self) -> PermitMetrics {
+            PermitMetrics
+        }
+        #[inline(always)]
+        pub(crate) fn rejection(&self) {}
+        #[inline(always)]
+        pub(crate) fn waited(&self, _wait: Duration) {}
     }
 }

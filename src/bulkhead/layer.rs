@@ -1,0 +1,145 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::handle::Handle;
+use super::limiter::Shared;
+use super::Bulkhead;
+use crate::error::ConfigError;
+
+/// Applies a bulkhead to services. Every service it builds, and every clone of those,
+/// shares one set of permits.
+///
+/// ```
+/// use seawall::bulkhead::BulkheadLayer;
+/// use std::time::Duration;
+///
+/// let layer = BulkheadLayer::builder()
+///     .name("payments")
+///     .max_concurrent(20)
+///     .max_wait(Duration::from_millis(50))
+///     .max_waiting(100)
+///     .build()?;
+/// let handle = layer.handle();
+/// # let _ = handle;
+/// # Ok::<(), seawall::error::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct BulkheadLayer {
+    shared: Arc<Shared>,
+    max_wait: Duration,
+}
+
+impl BulkheadLayer {
+    /// A builder with the default configuration (see the [module docs](super#defaults)).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A handle to this layer's bulkhead, shared by every service it builds.
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.shared.clone())
+    }
+}
+
+impl fmt::Debug for BulkheadLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadLayer")
+            .field("name", &self.shared.name)
+            .field("limit", &self.shared.lane.limit())
+            .field("max_wait", &self.max_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = Bulkhead<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead::from_parts(inner, self.shared.clone(), self.max_wait)
+    }
+}
+
+/// Configures a [`BulkheadLayer`]; [`build`](Self::build) checks every value and names
+/// the first bad one.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    name: String,
+    max_concurrent: u32,
+    max_wait: Duration,
+    max_waiting: Option<u32>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            name: "default".to_owned(),
+            max_concurrent: 25,
+            max_wait: Duration::ZERO,
+            max_waiting: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The bulkhead's name: the `policy` label of its metrics. Default `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The most calls in flight at once (default 25, as Resilience4j).
+    pub fn max_concurrent(mut self, calls: u32) -> Self {
+        self.max_concurrent = calls;
+        self
+    }
+
+    /// How long a caller may wait for a permit, in FIFO order, before it is rejected
+    /// (default zero: reject at once when every permit is taken).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// The most callers that may wait at once; more are rejected at once (default:
+    /// unbounded). Only meaningful with a positive [`max_wait`](Self::max_wait).
+    pub fn max_waiting(mut self, callers: u32) -> Self {
+        self.max_waiting = Some(callers);
+        self
+    }
+
+    /// Check every value and build the layer (and with it, the bulkhead).
+    pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        let err = |field, reason: String| Err(ConfigError::new("bulkhead", field, reason));
+        if self.name.is_empty() {
+            return err("name", "must not be empty".to_owned());
+        }
+        if self.max_concurrent == 0 {
+            return err("max_concurrent", "must be at least 1 (got 0)".to_owned());
+        }
+        if let Some(waiting) = self.max_waiting {
+            if waiting == 0 {
+                return err(
+                    "max_waiting",
+                    "must be at least 1 (got 0); use a zero max_wait to never wait".to_owned(),
+                );
+            }
+            if self.max_wait.is_zero() {
+                return err(
+                    "max_waiting",
+                    "bounds waiting callers, but max_wait is zero so nobody waits".to_owned(),
+                );
+            }
+        }
+        Ok(BulkheadLayer {
+            shared: Shared::new(
+                Arc::from(self.name),
+                self.max_concurrent,
+                self.max_waiting.unwrap_or(u32::MAX),
+            ),
+            max_wait: self.max_wait,
+        })
+    }
+}

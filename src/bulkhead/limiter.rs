@@ -1,0 +1,316 @@
+//! The shared state of one bulkhead: the permit counters (in a pooled `'static` lane,
+//! so that a permit needs no reference count) and the FIFO queue of waiters.
+//!
+//! # Permits
+//!
+//! Taking a permit is one compare-and-swap on `in_flight`, refused while
+//! `in_flight >= limit` or while callers are queued (so that a newcomer does not jump the
+//! queue). Giving one back is one `fetch_sub`; only when callers are queued does the
+//! releaser take the queue's lock and hand permits to the front of the queue.
+//!
+//! A waiter enqueues and then, under the same lock, tries to grant permits to the front
+//! of the queue; a releaser decrements `in_flight` and then looks at `waiting`. Both
+//! sides use `SeqCst`, so at least one of them sees the other: a permit freed while a
+//! caller enqueues is never left unused while that caller waits.
+//!
+//! # Lanes
+//!
+//! The counters live in a [`Lane`] that is never freed but pooled. A lane goes back to
+//! the pool only once its bulkhead is gone *and* no permit of it is outstanding, so a late
+//! permit can never give back a permit of the lane's next bulkhead.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Waker;
+
+use crate::sync::CachePadded;
+
+// ===== lanes =====
+
+#[derive(Debug)]
+pub(crate) struct Lane {
+    in_flight: CachePadded<AtomicU32>,
+    config: CachePadded<LaneConfig>,
+    owner: Mutex<Weak<Shared>>,
+}
+
+#[derive(Debug)]
+struct LaneConfig {
+    limit: AtomicU32,
+    /// Callers in the FIFO queue.
+    waiting: AtomicU32,
+    /// The bulkhead that owns the lane is still alive.
+    owned: AtomicBool,
+    /// The lane has been handed back to the pool (guards against handing it back twice).
+    pooled: AtomicBool,
+}
+
+static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data behind these locks stays consistent at every await-free step, so a
+    // poisoned lock (a panic elsewhere while holding it) is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Lane {
+    fn acquire(limit: u32) -> &'static Lane {
+        let lane = lock(&FREE_LANES).pop().unwrap_or_else(|| {
+            Box::leak(Box::new(Lane {
+                in_flight: CachePadded::new(AtomicU32::new(0)),
+                config: CachePadded::new(LaneConfig {
+                    limit: AtomicU32::new(0),
+                    waiting: AtomicU32::new(0),
+                    owned: AtomicBool::new(false),
+                    pooled: AtomicBool::new(false),
+                }),
+                owner: Mutex::new(Weak::new()),
+            }))
+        });
+        lane.config.limit.store(limit, Ordering::SeqCst);
+        lane.config.waiting.store(0, Ordering::SeqCst);
+        lane.config.pooled.store(false, Ordering::SeqCst);
+        lane.config.owned.store(true, Ordering::SeqCst);
+        lane
+    }
+
+    /// The bulkhead is gone: pool the lane now if no permit is out, else the last permit
+    /// to come back pools it.
+    fn disown(&'static self) {
+        *lock(&self.owner) = Weak::new();
+        self.config.owned.store(false, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            self.pool();
+        }
+    }
+
+    fn pool(&'static self) {
+        if self
+            .config
+            .pooled
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            lock(&FREE_LANES).push(self);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn limit(&self) -> u32 {
+        self.config.limit.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn waiting(&self) -> u32 {
+        self.config.waiting.load(Ordering::Acquire)
+    }
+
+    /// Take a permit if one is free and nobody is queued for one.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> bool {
+        if self.config.waiting.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        self.take_free()
+    }
+
+    /// Take a permit if one is free, whoever is queued (for granting to the queue).
+    #[inline]
+    fn take_free(&self) -> bool {
+        let limit = self.config.limit.load(Ordering::Acquire);
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if current >= limit {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Give a permit back.
+    #[inline]
+    pub(crate) fn release(&'static self) {
+        let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.config.waiting.load(Ordering::SeqCst) != 0 {
+            self.grant_queued();
+        } else if before == 1 && !self.config.owned.load(Ordering::SeqCst) {
+            self.pool();
+        }
+    }
+
+    #[cold]
+    fn grant_queued(&self) {
+        let owner = lock(&self.owner).upgrade();
+        if let Some(shared) = owner {
+            shared.grant_queued();
+        }
+    }
+}
+
+// ===== waiters =====
+
+/// One caller waiting in the FIFO queue for a permit.
+#[derive(Debug, Default)]
+pub(crate) struct Waiter {
+    /// Set (with a permit taken for this waiter) when the waiter reaches the front and a
+    /// permit is free.
+    granted: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Waiter {
+    pub(crate) fn is_granted(&self) -> bool {
+        self.granted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut slot = lock(&self.waker);
+        match &*slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+}
+
+/// What happened to a caller that asked to wait.
+#[derive(Debug)]
+pub(crate) enum Enqueued {
+    /// A permit was free after all (or became free at once): it is taken.
+    Granted,
+    /// Queued: wait for the waiter to be granted.
+    Queued(Arc<Waiter>),
+    /// The queue is at its bound.
+    Full,
+}
+
+// ===== shared state =====
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) lane: &'static Lane,
+    pub(crate) name: Arc<str>,
+    /// Most callers that may wait at once (`u32::MAX`: unbounded).
+    max_waiting: u32,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    rejections: AtomicU64,
+    pub(crate) metrics: crate::metrics::BulkheadMetrics,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.lane.disown();
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(name: Arc<str>, limit: u32, max_waiting: u32) -> Arc<Self> {
+        let lane = Lane::acquire(limit);
+        let metrics = crate::metrics::BulkheadMetrics::new(&name, limit);
+        Arc::new_cyclic(|weak| {
+            *lock(&lane.owner) = weak.clone();
+            Shared {
+                lane,
+                name,
+                max_waiting,
+                queue: Mutex::new(VecDeque::new()),
+                rejections: AtomicU64::new(0),
+                metrics,
+            }
+        })
+    }
+
+    pub(crate) fn rejections(&self) -> u64 {
+        self.rejections.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_rejection(&self) {
+        self.rejections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejection();
+    }
+
+    /// Join the queue, unless a permit can be had at once or the queue is full.
+    pub(crate) fn enqueue(&self) -> Enqueued {
+        let mut queue = lock(&self.queue);
+        if queue.is_empty() && self.lane.take_free() {
+            return Enqueued::Granted;
+        }
+        if queue.len() >= self.max_waiting as usize {
+            return Enqueued::Full;
+        }
+        let waiter = Arc::new(Waiter::default());
+        queue.push_back(waiter.clone());
+        self.lane
+            .config
+            .waiting
+            .store(queue.len() as u32, Ordering::SeqCst);
+        // A permit may have been freed between the failed fast attempt and joining the
+        // queue; the releaser may not have seen us yet.
+        self.grant_locked(&mut queue);
+        if waiter.is_granted() {
+            Enqueued::Granted
+        } else {
+            Enqueued::Queued(waiter)
+        }
+    }
+
+    /// Hand free permits to the front of the queue.
+    pub(crate) fn grant_queued(&self) {
+        let mut queue = lock(&self.queue);
+        self.grant_locked(&mut queue);
+    }
+
+    fn grant_locked(&self, queue: &mut VecDeque<Arc<Waiter>>) {
+        while !queue.is_empty() && self.lane.take_free() {
+            if let Some(waiter) = queue.pop_front() {
+                waiter.granted.store(true, Ordering::Release);
+                if let Some(waker) = lock(&waiter.waker).take() {
+                    waker.wake();
+                }
+            }
+        }
+        self.lane
+            .config
+            .waiting
+            .store(queue.len() as u32, Ordering::SeqCst);
+    }
+
+    /// A waiter gives up (timed out or dropped). Returns whether it had been granted a
+    /// permit meanwhile, which the caller then owns (to use or give back).
+    pub(crate) fn leave(&self, waiter: &Arc<Waiter>) -> bool {
+        let mut queue = lock(&self.queue);
+        if waiter.is_granted() {
+            return true;
+        }
+        queue.retain(|w| !Arc::ptr_eq(w, waiter));
+        self.lane
+            .config
+            .waiting
+            .store(queue.len() as u32, Ordering::SeqCst);
+        // Leaving may unblock the queue for callers behind it.
+        self.grant_locked(&mut queue);
+        false
+    }
+
+    /// Change the limit. Raising it grants permits to queued callers at once; lowering it
+    /// lets the calls in flight finish, and admits nobody until they are below it.
+    pub(crate) fn set_limit(&self, limit: u32) {
+        self.lane.config.limit.store(limit, Ordering::SeqCst);
+        self.metrics.limit(limit);
+        self.grant_queued();
+    }
+}

@@ -1,0 +1,11 @@
+//! Behaviour of `seawall::bulkhead`.
+#![cfg(feature = "bulkhead")]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod basics;
+mod config;
+mod drops;
+mod limit;
+mod waiting;
