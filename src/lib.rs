@@ -90,6 +90,9 @@ pub mod bulkhead;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 
 // Internal helpers, compiled with the layers that use them.
 #[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]

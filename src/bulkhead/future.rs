@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -9,6 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::error::BulkheadFull;
 use super::limiter::{Lane, Shared};
+use super::Release;
 use crate::BoxError;
 
 /// A permit of a bulkhead: one call in flight. Dropping it gives the permit back.
@@ -48,10 +50,12 @@ impl fmt::Debug for Permit {
 
 pin_project! {
     /// Response future of [`Bulkhead`](super::Bulkhead): the inner call holding its
-    /// permit, or a ready [`BulkheadFull`] rejection.
-    pub struct ResponseFuture<F> {
+    /// permit, or a ready [`BulkheadFull`] rejection. `H` says when the permit is given
+    /// back (see [`Release`](super::Release)).
+    pub struct ResponseFuture<F, H = super::OnResponse> {
         #[pin]
         kind: Kind<F>,
+        _release: PhantomData<fn() -> H>,
     }
 }
 
@@ -67,45 +71,53 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, H> ResponseFuture<F, H> {
     pub(crate) fn called(future: F, permit: Permit) -> Self {
         Self {
             kind: Kind::Called {
                 future,
                 permit: Some(permit),
             },
+            _release: PhantomData,
         }
     }
 
     pub(crate) fn rejected() -> Self {
         Self {
             kind: Kind::Rejected,
+            _release: PhantomData,
         }
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, H, T, E> Future for ResponseFuture<F, H>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
+    H: Release<T>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<H::Response, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
-                // The call is over: give the permit back before handing over the result.
-                drop(permit.take());
-                Poll::Ready(result.map_err(Into::into))
+                let permit = permit.take();
+                Poll::Ready(match (result, permit) {
+                    (Ok(response), Some(permit)) => Ok(H::release(response, permit)),
+                    // Polled after completion: the caller's contract breach; nothing to hold.
+                    (Ok(response), None) => Ok(H::without_permit(response)),
+                    // An error has no body: the permit goes back now.
+                    (Err(err), _) => Err(err.into()),
+                })
             }
             KindProj::Rejected => Poll::Ready(Err(Box::new(BulkheadFull::new()))),
         }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, H> fmt::Debug for ResponseFuture<F, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

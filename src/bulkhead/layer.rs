@@ -1,4 +1,5 @@
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use tower::Layer;
 
 use super::handle::Handle;
 use super::limiter::Shared;
-use super::Bulkhead;
+use super::{Bulkhead, OnResponse};
 use crate::error::ConfigError;
 
 /// Applies a bulkhead to services. Every service it builds, and every clone of those,
@@ -26,10 +27,10 @@ use crate::error::ConfigError;
 /// # let _ = handle;
 /// # Ok::<(), seawall::error::ConfigError>(())
 /// ```
-#[derive(Clone)]
-pub struct BulkheadLayer {
+pub struct BulkheadLayer<H = OnResponse> {
     shared: Arc<Shared>,
     max_wait: Duration,
+    _release: PhantomData<fn() -> H>,
 }
 
 impl BulkheadLayer {
@@ -37,14 +38,35 @@ impl BulkheadLayer {
     pub fn builder() -> Builder {
         Builder::default()
     }
+}
 
+impl<H> BulkheadLayer<H> {
     /// A handle to this layer's bulkhead, shared by every service it builds.
     pub fn handle(&self) -> Handle {
         Handle::new(self.shared.clone())
     }
+
+    /// The same bulkhead, giving permits back as `H2` says (see [`Release`](super::Release)).
+    pub fn release_on<H2>(self) -> BulkheadLayer<H2> {
+        BulkheadLayer {
+            shared: self.shared,
+            max_wait: self.max_wait,
+            _release: PhantomData,
+        }
+    }
 }
 
-impl fmt::Debug for BulkheadLayer {
+impl<H> Clone for BulkheadLayer<H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            max_wait: self.max_wait,
+            _release: PhantomData,
+        }
+    }
+}
+
+impl<H> fmt::Debug for BulkheadLayer<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
             .field("name", &self.shared.name)
@@ -54,8 +76,8 @@ impl fmt::Debug for BulkheadLayer {
     }
 }
 
-impl<S> Layer<S> for BulkheadLayer {
-    type Service = Bulkhead<S>;
+impl<S, H> Layer<S> for BulkheadLayer<H> {
+    type Service = Bulkhead<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Bulkhead::from_parts(inner, self.shared.clone(), self.max_wait)
@@ -140,6 +162,7 @@ impl Builder {
                 self.max_waiting.unwrap_or(u32::MAX),
             ),
             max_wait: self.max_wait,
+            _release: PhantomData,
         })
     }
 }

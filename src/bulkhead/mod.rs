@@ -73,6 +73,7 @@ mod limiter;
 
 use std::fmt;
 use std::future::Future as _;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -87,6 +88,50 @@ pub use self::layer::{Builder, BulkheadLayer};
 use self::future::ResponseFuture;
 use self::limiter::{Enqueued, Lane, Shared, Waiter};
 use crate::BoxError;
+
+/// When a call's permit is given back, given the inner service's response `T`.
+///
+/// [`OnResponse`] (the default) gives it back when the response arrives. With the `http`
+/// feature, [`http::UntilBodyEnd`](crate::http::UntilBodyEnd) keeps it until the response
+/// body has been read to its end (or dropped), so a slow body still counts against the
+/// limit.
+///
+/// ```
+/// use seawall::bulkhead::{OnResponse, Permit, Release};
+///
+/// fn response_type<H: Release<String, Response = String>>() {}
+/// response_type::<OnResponse>(); // the response passes through unchanged
+/// ```
+pub trait Release<T> {
+    /// The response the bulkhead returns in place of `T`.
+    type Response;
+
+    /// The call answered with `response` while holding `permit`.
+    fn release(response: T, permit: Permit) -> Self::Response;
+
+    /// The same response, with no permit to hold (a response future polled again after
+    /// it completed).
+    fn without_permit(response: T) -> Self::Response;
+}
+
+/// Give the permit back as soon as the response arrives (the default); see [`Release`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnResponse;
+
+impl<T> Release<T> for OnResponse {
+    type Response = T;
+
+    #[inline]
+    fn release(response: T, permit: Permit) -> T {
+        drop(permit);
+        response
+    }
+
+    #[inline]
+    fn without_permit(response: T) -> T {
+        response
+    }
+}
 
 /// A caller queued for a permit: leaves the queue if dropped before it is granted.
 struct WaitSlot {
@@ -141,15 +186,16 @@ enum Reservation {
 ///     .layer(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
 /// assert_eq!(svc.handle().limit(), 8);
 /// ```
-pub struct Bulkhead<S> {
+pub struct Bulkhead<S, H = OnResponse> {
     inner: S,
     shared: Arc<Shared>,
     lane: &'static Lane,
     max_wait: Duration,
     reservation: Reservation,
+    _release: PhantomData<fn() -> H>,
 }
 
-impl<S> Bulkhead<S> {
+impl<S, H> Bulkhead<S, H> {
     fn from_parts(inner: S, shared: Arc<Shared>, max_wait: Duration) -> Self {
         Self {
             inner,
@@ -157,6 +203,7 @@ impl<S> Bulkhead<S> {
             shared,
             max_wait,
             reservation: Reservation::None,
+            _release: PhantomData,
         }
     }
 
@@ -240,14 +287,15 @@ impl<S> Bulkhead<S> {
     }
 }
 
-impl<S, Req> Service<Req> for Bulkhead<S>
+impl<S, H, Req> Service<Req> for Bulkhead<S, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    H: Release<S::Response>,
 {
-    type Response = S::Response;
+    type Response = H::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, H>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -285,14 +333,14 @@ where
     }
 }
 
-impl<S: Clone> Clone for Bulkhead<S> {
+impl<S: Clone, H> Clone for Bulkhead<S, H> {
     fn clone(&self) -> Self {
         // A clone shares the permits but not this service's reservation.
         Self::from_parts(self.inner.clone(), self.shared.clone(), self.max_wait)
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Bulkhead<S> {
+impl<S: fmt::Debug, H> fmt::Debug for Bulkhead<S, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
             .field("inner", &self.inner)

@@ -1,0 +1,109 @@
+//! HTTP integration.
+//!
+//! - [`UntilBodyEnd`]: a bulkhead that keeps each call's permit until the response body
+//!   has been read to its end (or dropped), so that a downstream streaming a slow body
+//!   still counts against the limit.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use seawall::bulkhead::BulkheadLayer;
+//! use seawall::http::UntilBodyEnd;
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let bulkhead = BulkheadLayer::builder()
+//!     .max_concurrent(1)
+//!     .build()
+//!     .unwrap()
+//!     .release_on::<UntilBodyEnd>();
+//! let handle = bulkhead.handle();
+//! let svc = bulkhead.layer(tower::service_fn(|_req: ()| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("hello"))))
+//! }));
+//!
+//! let response = svc.oneshot(()).await.unwrap();
+//! assert_eq!(handle.in_flight(), 1, "the body has not been read yet");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "hello");
+//! assert_eq!(handle.in_flight(), 0, "given back at the end of the body");
+//! # }
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::bulkhead::{Permit, Release};
+
+/// Keep a bulkhead permit until the response body ends; see the [module docs](self).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UntilBodyEnd;
+
+impl<B> Release<http::Response<B>> for UntilBodyEnd {
+    type Response = http::Response<PermitBody<B>>;
+
+    fn release(response: http::Response<B>, permit: Permit) -> Self::Response {
+        response.map(|body| PermitBody::new(body, Some(permit)))
+    }
+
+    fn without_permit(response: http::Response<B>) -> Self::Response {
+        response.map(|body| PermitBody::new(body, None))
+    }
+}
+
+pin_project! {
+    /// A response body that holds its call's bulkhead permit until the body ends, fails,
+    /// or is dropped.
+    pub struct PermitBody<B> {
+        #[pin]
+        inner: B,
+        permit: Option<Permit>,
+    }
+}
+
+impl<B> PermitBody<B> {
+    fn new(inner: B, permit: Option<Permit>) -> Self {
+        Self { inner, permit }
+    }
+
+    /// The wrapped body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+}
+
+impl<B: Body> Body for PermitBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        // The end of the body, or an error that ends it: the call is over.
+        if !matches!(frame, Some(Ok(_))) {
+            drop(this.permit.take());
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for PermitBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermitBody").finish_non_exhaustive()
+    }
+}
