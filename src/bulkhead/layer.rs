@@ -46,6 +46,12 @@ impl<H> BulkheadLayer<H> {
         Handle::new(self.shared.clone())
     }
 
+    /// The bulkhead's shared state and its max wait (for the server shed layer).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (Arc<Shared>, Duration) {
+        (self.shared.clone(), self.max_wait)
+    }
+
     /// The same bulkhead, giving permits back as `H2` says (see [`Release`](super::Release)).
     pub fn release_on<H2>(self) -> BulkheadLayer<H2> {
         BulkheadLayer {

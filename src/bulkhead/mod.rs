@@ -86,7 +86,8 @@ pub use self::handle::Handle;
 pub use self::layer::{Builder, BulkheadLayer};
 
 use self::future::ResponseFuture;
-use self::limiter::{Enqueued, Lane, Shared, Waiter};
+pub(crate) use self::limiter::Shared;
+use self::limiter::{Enqueued, Lane, Waiter};
 use crate::BoxError;
 
 /// When a call's permit is given back, given the inner service's response `T`.

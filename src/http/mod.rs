@@ -3,6 +3,9 @@
 //! - [`UntilBodyEnd`]: a bulkhead that keeps each call's permit until the response body
 //!   has been read to its end (or dropped), so that a downstream streaming a slow body
 //!   still counts against the limit.
+//! - [`ShedLoadLayer`]: a server (axum, tonic, hyper) that answers requests over its
+//!   limit at once with 503 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before doing
+//!   the work.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -29,6 +32,10 @@
 //! assert_eq!(handle.in_flight(), 0, "given back at the end of the body");
 //! # }
 //! ```
+
+mod shed;
+
+pub use self::shed::{ShedFuture, ShedLoad, ShedLoadLayer};
 
 use std::fmt;
 use std::pin::Pin;
