@@ -7,6 +7,7 @@ use tower::Layer;
 
 use super::handle::Handle;
 use super::limiter::Shared;
+use super::partition::{PartitionSpec, PartitionedBulkheadLayer};
 use super::{Bulkhead, OnResponse};
 use crate::error::ConfigError;
 
@@ -98,6 +99,7 @@ pub struct Builder {
     max_concurrent: u32,
     max_wait: Duration,
     max_waiting: Option<u32>,
+    partitions: Vec<PartitionSpec>,
 }
 
 impl Default for Builder {
@@ -107,6 +109,7 @@ impl Default for Builder {
             max_concurrent: 25,
             max_wait: Duration::ZERO,
             max_waiting: None,
+            partitions: Vec::new(),
         }
     }
 }
@@ -138,9 +141,55 @@ impl Builder {
         self
     }
 
+    /// Reserve `share` (0.0 to 1.0) of [`max_concurrent`](Self::max_concurrent) for the
+    /// class of traffic `name`; see [`build_partitioned`](Self::build_partitioned). Each
+    /// class gets `floor(share * max_concurrent)` permits of its own.
+    pub fn partition(mut self, name: impl Into<String>, share: f64) -> Self {
+        self.partitions.push(PartitionSpec {
+            name: name.into(),
+            share,
+        });
+        self
+    }
+
+    /// Build a [`PartitionedBulkheadLayer`] from the declared
+    /// [`partition`](Self::partition)s, with `select` naming each request's class (an
+    /// unknown name falls into the first partition). Partitions shed at once, so a
+    /// positive [`max_wait`](Self::max_wait) is a [`ConfigError`], as are shares outside
+    /// (0, 1], shares adding up to more than 1, repeated names, and a share too small for
+    /// one permit.
+    pub fn build_partitioned<F>(
+        self,
+        select: F,
+    ) -> Result<PartitionedBulkheadLayer<F>, ConfigError> {
+        let err = |field, reason: String| Err(ConfigError::new("bulkhead", field, reason));
+        if self.partitions.is_empty() {
+            return err("partition", "no partition is declared".to_owned());
+        }
+        if !self.max_wait.is_zero() || self.max_waiting.is_some() {
+            return err(
+                "max_wait",
+                "partitions shed at once: the class is known only in `call`".to_owned(),
+            );
+        }
+        if self.max_concurrent == 0 {
+            return err("max_concurrent", "must be at least 1 (got 0)".to_owned());
+        }
+        if self.name.is_empty() {
+            return err("name", "must not be empty".to_owned());
+        }
+        PartitionedBulkheadLayer::build(&self.name, self.max_concurrent, &self.partitions, select)
+    }
+
     /// Check every value and build the layer (and with it, the bulkhead).
     pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
         let err = |field, reason: String| Err(ConfigError::new("bulkhead", field, reason));
+        if !self.partitions.is_empty() {
+            return err(
+                "partition",
+                "partitions are declared: build them with build_partitioned".to_owned(),
+            );
+        }
         if self.name.is_empty() {
             return err("name", "must not be empty".to_owned());
         }

@@ -52,6 +52,13 @@
 //! | max wait | zero: fail fast | Resilience4j and Polly: a bulkhead that queues hides overload |
 //! | max waiting | unbounded (only with a positive max wait) | |
 //!
+//! # Partitions
+//!
+//! [`Builder::partition`] reserves shares of the limit for named classes of traffic
+//! (say interactive 90 %, batch 10 %), so that one class cannot take the last permits of
+//! another; [`Builder::build_partitioned`] takes the closure that names each request's
+//! class. See [`PartitionedBulkheadLayer`].
+//!
 //! # Run-time control
 //!
 //! [`BulkheadLayer::handle`] gives a [`Handle`]: calls in flight, callers waiting, the
@@ -70,6 +77,7 @@ pub mod future;
 mod handle;
 mod layer;
 mod limiter;
+mod partition;
 
 use std::fmt;
 use std::future::Future as _;
@@ -84,6 +92,7 @@ use tower::Service;
 pub use self::future::Permit;
 pub use self::handle::Handle;
 pub use self::layer::{Builder, BulkheadLayer};
+pub use self::partition::{PartitionedBulkhead, PartitionedBulkheadLayer};
 
 use self::future::ResponseFuture;
 pub(crate) use self::limiter::Shared;

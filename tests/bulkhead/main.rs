@@ -8,4 +8,5 @@ mod basics;
 mod config;
 mod drops;
 mod limit;
+mod partitions;
 mod waiting;
