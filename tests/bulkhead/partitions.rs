@@ -10,11 +10,9 @@ use crate::support::{Do, Downstream};
 
 /// Requests are (class, what to do).
 type Job = (&'static str, Do);
+type Layer8020 = seawall::bulkhead::PartitionedBulkheadLayer<fn(&Job) -> &'static str>;
 
-fn partitioned() -> (
-    seawall::bulkhead::PartitionedBulkheadLayer<fn(&Job) -> &'static str>,
-    Downstream,
-) {
+fn partitioned() -> (Layer8020, Downstream) {
     fn class(job: &Job) -> &'static str {
         job.0
     }
