@@ -162,6 +162,87 @@ mod metrics_facade {
     }
 }
 
+#[cfg(all(feature = "metrics", feature = "bulkhead"))]
+mod bulkhead_metrics {
+    use std::time::Duration;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use seawall::bulkhead::BulkheadLayer;
+    use tower::{Layer, ServiceExt};
+
+    use crate::paused_runtime;
+    use crate::support::{Do, Downstream};
+
+    #[test]
+    fn in_flight_limit_rejections_and_waits_are_reported() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let in_flight_mid_call = metrics::with_local_recorder(&recorder, || {
+            paused_runtime().block_on(async {
+                let layer = BulkheadLayer::builder()
+                    .name("search")
+                    .max_concurrent(2)
+                    .max_wait(Duration::from_millis(10))
+                    .build()
+                    .unwrap();
+                let handle = layer.handle();
+                let svc = layer.layer(Downstream::default());
+                let held: Vec<_> = (0..2)
+                    .map(|_| tokio::spawn(svc.clone().oneshot(Do::Hang)))
+                    .collect();
+                tokio::task::yield_now().await;
+                let snapshot = snapshotter.snapshot().into_hashmap();
+                let in_flight = snapshot.iter().find_map(|(k, (_, _, v))| {
+                    (k.key().name() == "seawall_bulkhead_in_flight").then(|| match v {
+                        DebugValue::Gauge(g) => g.into_inner(),
+                        _ => f64::NAN,
+                    })
+                });
+                // Three callers wait 10 ms each and are rejected.
+                for _ in 0..3 {
+                    let _ = svc.clone().oneshot(Do::Succeed).await;
+                }
+                handle.set_limit(5).unwrap();
+                for h in held {
+                    h.abort();
+                    let _ = h.await;
+                }
+                in_flight
+            })
+        });
+        assert_eq!(in_flight_mid_call, Some(2.0));
+        let snapshot = snapshotter.snapshot().into_vec();
+        let find = |name: &str| {
+            snapshot
+                .iter()
+                .find(|(k, _, _, _)| {
+                    k.key().name() == name
+                        && k.key()
+                            .labels()
+                            .any(|l| l.key() == "policy" && l.value() == "search")
+                })
+                .map(|(_, _, _, v)| v)
+        };
+        assert!(
+            matches!(find("seawall_bulkhead_in_flight"), Some(DebugValue::Gauge(g)) if g.into_inner() == 0.0)
+        );
+        assert!(
+            matches!(find("seawall_bulkhead_limit"), Some(DebugValue::Gauge(g)) if g.into_inner() == 5.0)
+        );
+        assert!(matches!(
+            find("seawall_bulkhead_rejections_total"),
+            Some(DebugValue::Counter(3))
+        ));
+        match find("seawall_bulkhead_wait_seconds") {
+            Some(DebugValue::Histogram(waits)) => {
+                assert_eq!(waits.len(), 3);
+                assert!(waits.iter().all(|w| (w.into_inner() - 0.010).abs() < 1e-9));
+            }
+            other => panic!("no wait histogram: {other:?}"),
+        }
+    }
+}
+
 #[cfg(feature = "tracing")]
 mod tracing_events {
     use std::io::Write;
@@ -235,5 +316,66 @@ mod tracing_events {
             "{text}"
         );
         assert!(lines[2].contains("to=Closed"), "{text}");
+    }
+}
+
+#[cfg(all(feature = "tracing", feature = "bulkhead"))]
+mod bulkhead_bursts {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use seawall::bulkhead::BulkheadLayer;
+    use tower::{Layer, ServiceExt};
+
+    use crate::paused_runtime;
+    use crate::support::{Do, Downstream};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_event_per_rejection_burst() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            paused_runtime().block_on(async {
+                let layer = BulkheadLayer::builder()
+                    .name("db")
+                    .max_concurrent(1)
+                    .build()
+                    .unwrap();
+                let svc = layer.layer(Downstream::default());
+                let _held = tokio::spawn(svc.clone().oneshot(Do::Hang));
+                tokio::task::yield_now().await;
+                for _ in 0..50 {
+                    let _ = svc.clone().oneshot(Do::Succeed).await; // burst one: 50
+                }
+                tokio::time::advance(Duration::from_secs(2)).await;
+                for _ in 0..3 {
+                    let _ = svc.clone().oneshot(Do::Succeed).await; // burst two
+                }
+            });
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("bulkhead full") && lines[0].contains("previous_burst=0"));
+        assert!(lines[1].contains("previous_burst=50"), "{text}");
+        assert!(lines.iter().all(|l| l.contains("db")), "{text}");
     }
 }

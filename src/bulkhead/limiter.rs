@@ -209,6 +209,42 @@ pub(crate) struct Shared {
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     rejections: AtomicU64,
     pub(crate) metrics: crate::metrics::BulkheadMetrics,
+    #[cfg(feature = "tracing")]
+    bursts: Bursts,
+}
+
+/// Rejections come in bursts; `tracing` gets one event when a burst starts (the first
+/// rejection after a quiet second), carrying the size of the burst before it, rather
+/// than one event per rejection.
+#[cfg(feature = "tracing")]
+#[derive(Debug)]
+struct Bursts {
+    clock: crate::time::Clock,
+    /// When the last rejection happened (clock nanoseconds; 0: never).
+    last: AtomicU64,
+    /// Rejections in the current burst.
+    count: AtomicU64,
+}
+
+#[cfg(feature = "tracing")]
+impl Bursts {
+    const QUIET_NANOS: u64 = 1_000_000_000;
+
+    fn rejected(&self, policy: &str) {
+        let now = self.clock.now().max(1);
+        let last = self.last.swap(now, Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) >= Self::QUIET_NANOS {
+            let previous = self.count.swap(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "seawall::bulkhead",
+                policy,
+                previous_burst = previous,
+                "bulkhead full: rejecting calls"
+            );
+        } else {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -230,6 +266,12 @@ impl Shared {
                 queue: Mutex::new(VecDeque::new()),
                 rejections: AtomicU64::new(0),
                 metrics,
+                #[cfg(feature = "tracing")]
+                bursts: Bursts {
+                    clock: crate::time::Clock::new(),
+                    last: AtomicU64::new(0),
+                    count: AtomicU64::new(0),
+                },
             }
         })
     }
@@ -241,6 +283,8 @@ impl Shared {
     pub(crate) fn note_rejection(&self) {
         self.rejections.fetch_add(1, Ordering::Relaxed);
         self.metrics.rejection();
+        #[cfg(feature = "tracing")]
+        self.bursts.rejected(&self.name);
     }
 
     /// Join the queue, unless a permit can be had at once or the queue is full.
