@@ -2,6 +2,9 @@
 //! `tokio::time::pause` drives every test. Times are kept as nanoseconds since a base
 //! instant so that they fit in an `AtomicU64`.
 
+// The breaker uses all of this; a build with only the bulkhead uses part of it.
+#![cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
+
 use std::time::Duration;
 use tokio::time::Instant;
 

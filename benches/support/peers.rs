@@ -55,3 +55,67 @@ pub(crate) fn failsafe_breaker() -> Failsafe {
     );
     failsafe::Config::new().failure_policy(policy).build()
 }
+
+// ===== bulkheads (used by `benches/bulkhead.rs` and `benches/bulkhead_contention.rs`) =====
+
+/// The limit every bulkhead contender is given: far above the calls ever in flight in the
+/// benches (at most one per task, 64 tasks), so that no call is ever rejected or made to
+/// wait and only the cost of taking and giving back a permit is measured.
+#[cfg(feature = "bulkhead")]
+#[allow(dead_code)] // the breaker benches include this file too
+pub(crate) const BULKHEAD_LIMIT: u32 = 1_000;
+
+/// seawall's bulkhead around [`echo`]: [`BULKHEAD_LIMIT`] calls at once, fail-fast (its
+/// default zero `max_wait`). Clones share the permits.
+#[cfg(feature = "bulkhead")]
+#[allow(dead_code)] // the breaker benches include this file too
+pub(crate) fn seawall_bulkhead_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let layer = seawall::bulkhead::BulkheadLayer::builder()
+        .name("bench")
+        .max_concurrent(BULKHEAD_LIMIT)
+        .build()
+        .expect("valid seawall config");
+    tower::ServiceBuilder::new().layer(layer).service(echo())
+}
+
+/// tower's `ConcurrencyLimit` around [`echo`], made by `ConcurrencyLimitLayer`: each
+/// `layer` call makes its own semaphore, but clones of the service share it (its `Clone`
+/// clones the `Arc<Semaphore>` and leaves the clone without a permit). tower's limit
+/// waits for a permit in `poll_ready`; it has no fail-fast mode.
+#[cfg(feature = "bulkhead")]
+#[allow(dead_code)] // the breaker benches include this file too
+pub(crate) fn tower_concurrency_limit_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    tower::ServiceBuilder::new()
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            BULKHEAD_LIMIT as usize,
+        ))
+        .service(echo())
+}
+
+/// tower's `GlobalConcurrencyLimitLayer`: one semaphore shared by every service the layer
+/// (or a clone of it) makes. Same service type and same call path as
+/// [`tower_concurrency_limit_service`]; only where the semaphore is made differs.
+#[cfg(feature = "bulkhead")]
+#[allow(dead_code)] // the breaker benches include this file too
+pub(crate) fn tower_global_concurrency_limit_layer() -> tower::limit::GlobalConcurrencyLimitLayer {
+    tower::limit::GlobalConcurrencyLimitLayer::new(BULKHEAD_LIMIT as usize)
+}
+
+/// tower-resilience's bulkhead around [`echo`]: [`BULKHEAD_LIMIT`] concurrent calls,
+/// `reject_when_full` (its fail-fast mode: a zero `max_wait_duration`; its default is to
+/// wait for ever), not in backpressure mode (its default: the permit is taken inside the
+/// response future, not in `poll_ready`). Clones share its semaphore.
+#[cfg(feature = "bulkhead")]
+#[allow(dead_code)] // the breaker benches include this file too
+pub(crate) fn tower_resilience_bulkhead_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let layer = tower_resilience::bulkhead::BulkheadLayer::builder()
+        .name("bench")
+        .max_concurrent_calls(BULKHEAD_LIMIT as usize)
+        .reject_when_full()
+        .build()
+        .expect("valid tower-resilience config");
+    tower::ServiceBuilder::new().layer(layer).service(echo())
+}
