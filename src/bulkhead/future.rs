@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -22,15 +23,44 @@ pub struct Permit {
     lane: &'static Lane,
     /// With `metrics`: the in-flight gauge, lowered when the permit is dropped.
     _metrics: crate::metrics::PermitMetrics,
+    /// With an adaptive limit: what the algorithm needs to learn from this call.
+    observation: Option<Observation>,
+}
+
+/// A call of an adaptive bulkhead, as it started.
+struct Observation {
+    shared: Arc<Shared>,
+    started: u64,
+    in_flight: u32,
+    limit: u32,
 }
 
 impl Permit {
     /// Wrap a permit already taken from `shared`'s lane.
     #[inline]
-    pub(crate) fn taken(shared: &Shared) -> Self {
+    pub(crate) fn taken(shared: &Arc<Shared>) -> Self {
+        let observation = shared.adaptive.as_ref().map(|adaptive| Observation {
+            shared: shared.clone(),
+            started: adaptive.clock.now(),
+            in_flight: shared.lane.in_flight(),
+            limit: shared.lane.limit(),
+        });
         Self {
             lane: shared.lane,
             _metrics: shared.metrics.acquired(),
+            observation,
+        }
+    }
+
+    /// The call answered: teach an adaptive limit how it went. `dropped` is whether it
+    /// failed in a way that signals overload; `None` means it says nothing about the
+    /// downstream (a local rejection by an inner layer) and teaches nothing.
+    #[inline]
+    pub(crate) fn observe(&mut self, dropped: Option<bool>) {
+        if let Some(o) = self.observation.take() {
+            if let Some(dropped) = dropped {
+                o.shared.observe(o.started, o.in_flight, o.limit, dropped);
+            }
         }
     }
 }
@@ -93,7 +123,7 @@ impl<F, H> ResponseFuture<F, H> {
 impl<F, H, T, E> Future for ResponseFuture<F, H>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
     H: Release<T>,
 {
     type Output = Result<H::Response, BoxError>;
@@ -103,7 +133,14 @@ where
         match self.project().kind.project() {
             KindProj::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
-                let permit = permit.take();
+                let mut permit = permit.take();
+                if let Some(permit) = &mut permit {
+                    permit.observe(match &result {
+                        Ok(_) => Some(false),
+                        Err(e) if crate::error::is_rejection_any(e) => None,
+                        Err(_) => Some(true),
+                    });
+                }
                 Poll::Ready(match (result, permit) {
                     (Ok(response), Some(permit)) => Ok(H::release(response, permit)),
                     // Polled after completion: the caller's contract breach; nothing to hold.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tower::Layer;
 
+use super::adaptive::LimitAlgorithm;
 use super::handle::Handle;
 use super::limiter::Shared;
 use super::partition::{PartitionSpec, PartitionedBulkheadLayer};
@@ -93,10 +94,13 @@ impl<S, H> Layer<S> for BulkheadLayer<H> {
 
 /// Configures a [`BulkheadLayer`]; [`build`](Self::build) checks every value and names
 /// the first bad one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Builder {
     name: String,
     max_concurrent: u32,
+    /// `max_concurrent` was set explicitly (it may not be, with an adaptive limit).
+    max_concurrent_set: bool,
+    adaptive: Option<Arc<dyn LimitAlgorithm>>,
     max_wait: Duration,
     max_waiting: Option<u32>,
     partitions: Vec<PartitionSpec>,
@@ -107,10 +111,25 @@ impl Default for Builder {
         Self {
             name: "default".to_owned(),
             max_concurrent: 25,
+            max_concurrent_set: false,
+            adaptive: None,
             max_wait: Duration::ZERO,
             max_waiting: None,
             partitions: Vec::new(),
         }
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("adaptive", &self.adaptive)
+            .field("max_wait", &self.max_wait)
+            .field("max_waiting", &self.max_waiting)
+            .field("partitions", &self.partitions)
+            .finish()
     }
 }
 
@@ -124,6 +143,20 @@ impl Builder {
     /// The most calls in flight at once (default 25, as Resilience4j).
     pub fn max_concurrent(mut self, calls: u32) -> Self {
         self.max_concurrent = calls;
+        self.max_concurrent_set = true;
+        self
+    }
+
+    /// Let `algorithm` find the limit from the latency and failures of the calls (see
+    /// [`adaptive`](super::adaptive)): the limit starts at its initial limit and moves
+    /// within its bounds as calls complete. [`Handle::limit`] and the
+    /// `seawall_bulkhead_limit` gauge show it. Calls that fail count as drops (overload);
+    /// local rejections by an inner seawall layer and cancelled calls teach nothing.
+    ///
+    /// The algorithm owns the limit, so setting [`max_concurrent`](Self::max_concurrent)
+    /// too is a [`ConfigError`].
+    pub fn adaptive(mut self, algorithm: impl LimitAlgorithm) -> Self {
+        self.adaptive = Some(Arc::new(algorithm));
         self
     }
 
@@ -172,6 +205,13 @@ impl Builder {
                 "partitions shed at once: the class is known only in `call`".to_owned(),
             );
         }
+        if self.adaptive.is_some() {
+            return err(
+                "adaptive",
+                "partitions have fixed shares; an adaptive limit is not supported with them"
+                    .to_owned(),
+            );
+        }
         if self.max_concurrent == 0 {
             return err("max_concurrent", "must be at least 1 (got 0)".to_owned());
         }
@@ -196,6 +236,13 @@ impl Builder {
         if self.max_concurrent == 0 {
             return err("max_concurrent", "must be at least 1 (got 0)".to_owned());
         }
+        if self.adaptive.is_some() && self.max_concurrent_set {
+            return err(
+                "max_concurrent",
+                "the adaptive algorithm sets the limit; set its min and max limits instead"
+                    .to_owned(),
+            );
+        }
         if let Some(waiting) = self.max_waiting {
             if waiting == 0 {
                 return err(
@@ -215,6 +262,7 @@ impl Builder {
                 Arc::from(self.name),
                 self.max_concurrent,
                 self.max_waiting.unwrap_or(u32::MAX),
+                self.adaptive,
             ),
             max_wait: self.max_wait,
             _release: PhantomData,

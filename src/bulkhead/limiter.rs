@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 
+use super::adaptive::{LimitAlgorithm, Sample};
 use crate::sync::CachePadded;
 
 // ===== lanes =====
@@ -200,10 +201,19 @@ pub(crate) enum Enqueued {
 
 // ===== shared state =====
 
+/// An adaptive limit: the algorithm that moves it, and the clock that times calls.
+#[derive(Debug)]
+pub(crate) struct Adaptive {
+    pub(crate) algorithm: Arc<dyn LimitAlgorithm>,
+    pub(crate) clock: crate::time::Clock,
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) lane: &'static Lane,
     pub(crate) name: Arc<str>,
+    /// `Some` when the limit is adaptive.
+    pub(crate) adaptive: Option<Adaptive>,
     /// Most callers that may wait at once (`u32::MAX`: unbounded).
     max_waiting: u32,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
@@ -254,7 +264,17 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(name: Arc<str>, limit: u32, max_waiting: u32) -> Arc<Self> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        limit: u32,
+        max_waiting: u32,
+        adaptive: Option<Arc<dyn LimitAlgorithm>>,
+    ) -> Arc<Self> {
+        let limit = adaptive.as_ref().map_or(limit, |a| a.initial_limit());
+        let adaptive = adaptive.map(|algorithm| Adaptive {
+            algorithm,
+            clock: crate::time::Clock::new(),
+        });
         let lane = Lane::acquire(limit);
         let metrics = crate::metrics::BulkheadMetrics::new(&name, limit);
         Arc::new_cyclic(|weak| {
@@ -262,6 +282,7 @@ impl Shared {
             Shared {
                 lane,
                 name,
+                adaptive,
                 max_waiting,
                 queue: Mutex::new(VecDeque::new()),
                 rejections: AtomicU64::new(0),
@@ -348,6 +369,24 @@ impl Shared {
         // Leaving may unblock the queue for callers behind it.
         self.grant_locked(&mut queue);
         false
+    }
+
+    /// Teach the adaptive limit how one call went, and apply the limit it answers.
+    pub(crate) fn observe(&self, started: u64, in_flight: u32, limit: u32, dropped: bool) {
+        let Some(adaptive) = &self.adaptive else {
+            return;
+        };
+        let rtt = adaptive.clock.now().saturating_sub(started);
+        let sample = Sample::new(
+            std::time::Duration::from_nanos(rtt),
+            in_flight,
+            limit,
+            dropped,
+        );
+        let next = adaptive.algorithm.update(sample).max(1);
+        if next != self.lane.limit() {
+            self.set_limit(next);
+        }
     }
 
     /// Change the limit. Raising it grants permits to queued callers at once; lowering it

@@ -52,6 +52,25 @@
 //! | max wait | zero: fail fast | Resilience4j and Polly: a bulkhead that queues hides overload |
 //! | max waiting | unbounded (only with a positive max wait) | |
 //!
+//! # Adaptive limits
+//!
+//! [`Builder::adaptive`] lets an algorithm from [`adaptive`] ([`Aimd`](adaptive::Aimd),
+//! [`Gradient2`](adaptive::Gradient2), [`Vegas`](adaptive::Vegas)) find the limit from the
+//! latency and failures of the calls, and follow the downstream's capacity as it changes.
+//! [`Handle::limit`] shows the limit it chose.
+//!
+//! ```
+//! use seawall::bulkhead::adaptive::Gradient2;
+//! use seawall::bulkhead::BulkheadLayer;
+//!
+//! let layer = BulkheadLayer::builder()
+//!     .name("inventory")
+//!     .adaptive(Gradient2::builder().min_limit(2).max_limit(500).build()?)
+//!     .build()?;
+//! assert_eq!(layer.handle().limit(), 20); // Gradient2's initial limit
+//! # Ok::<(), seawall::error::ConfigError>(())
+//! ```
+//!
 //! # Partitions
 //!
 //! [`Builder::partition`] reserves shares of the limit for named classes of traffic
@@ -300,7 +319,7 @@ impl<S, H> Bulkhead<S, H> {
 impl<S, H, Req> Service<Req> for Bulkhead<S, H>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     H: Release<S::Response>,
 {
     type Response = H::Response;

@@ -98,7 +98,12 @@ impl<F> PartitionedBulkheadLayer<F> {
             }
             partitions.push(Partition {
                 name: Arc::from(spec.name.as_str()),
-                shared: Shared::new(Arc::from(format!("{name}/{}", spec.name)), limit, u32::MAX),
+                shared: Shared::new(
+                    Arc::from(format!("{name}/{}", spec.name)),
+                    limit,
+                    u32::MAX,
+                    None,
+                ),
             });
         }
         // A little slack for shares written as decimals (0.7 + 0.2 + 0.1).
@@ -179,7 +184,7 @@ impl<S: fmt::Debug, F> fmt::Debug for PartitionedBulkhead<S, F> {
 impl<S, F, K, Req> Service<Req> for PartitionedBulkhead<S, F>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     F: Fn(&Req) -> K,
     K: AsRef<str>,
 {

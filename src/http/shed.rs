@@ -228,7 +228,11 @@ where
         match self.project().kind.project() {
             ShedKindProj::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
-                drop(permit.take());
+                if let Some(mut permit) = permit.take() {
+                    // A server with an adaptive limit learns from its handler's latency;
+                    // an error from the handler counts as overload.
+                    permit.observe(Some(result.is_err()));
+                }
                 Poll::Ready(result)
             }
             ShedKindProj::Shed { response } => {
