@@ -4,8 +4,39 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[cfg(feature = "tracing")]
+use captured::Captured;
+
+/// What a `tracing` subscriber writes, kept for the test to read.
+#[cfg(feature = "tracing")]
+mod captured {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// Everything written so far, as text.
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
+
 /// A current-thread runtime on tokio's paused clock, for tests that must install a
-/// recorder or subscriber around the runtime.
+/// recorder or subscriber around the runtime. (Unused when neither `metrics` nor
+/// `tracing` is on.)
 #[allow(dead_code)]
 fn paused_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -245,28 +276,13 @@ mod bulkhead_metrics {
 
 #[cfg(feature = "tracing")]
 mod tracing_events {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use seawall::circuit_breaker::CircuitBreakerLayer;
     use tower::Layer;
 
-    use crate::paused_runtime;
     use crate::support::{call, Do, Downstream};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::{paused_runtime, Captured};
 
     #[test]
     fn one_event_per_transition_and_none_per_call() {
@@ -301,7 +317,7 @@ mod tracing_events {
                 let _ = call(&svc, Do::Succeed).await; // probe closes it
             });
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines.len(),
@@ -321,28 +337,13 @@ mod tracing_events {
 
 #[cfg(all(feature = "tracing", feature = "bulkhead"))]
 mod bulkhead_bursts {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use seawall::bulkhead::BulkheadLayer;
     use tower::{Layer, ServiceExt};
 
-    use crate::paused_runtime;
     use crate::support::{Do, Downstream};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::{paused_runtime, Captured};
 
     #[test]
     fn one_event_per_rejection_burst() {
@@ -371,7 +372,7 @@ mod bulkhead_bursts {
                 }
             });
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].contains("bulkhead full") && lines[0].contains("previous_burst=0"));
