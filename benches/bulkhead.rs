@@ -28,87 +28,33 @@
 //! Counting needs a counting `#[global_allocator]`
 //! (`benches/support/alloc_counter.rs`).
 //!
+//! Driving, timing and counting a tower service, and the allocation table,
+//! come from `benches/support/overhead.rs`, shared with
+//! `benches/circuit_breaker.rs`.
+//!
 //! Run with `cargo bench --bench bulkhead` (about 40 s).
 
-use std::fmt::Debug;
-use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
-use tokio::runtime::Runtime;
-use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 
-#[path = "support/alloc_counter.rs"]
-mod alloc_counter;
+#[path = "support/overhead.rs"]
+mod overhead;
 // Shared with the breaker benches, whose contenders go unused here.
 #[allow(dead_code)]
 #[path = "support/peers.rs"]
 mod peers;
 
+use overhead::{bench_tower, print_alloc_table, tower_allocs};
 use peers::{
     echo, seawall_bulkhead_service, tower_concurrency_limit_service,
     tower_global_concurrency_limit_layer, tower_resilience_bulkhead_service,
 };
 
-/// Calls made per contender to count allocations.
-const ALLOC_SAMPLE_CALLS: u64 = 100_000;
 /// Criterion's group name (also its directory under `target/criterion`).
 const GROUP: &str = "bulkhead_overhead";
-
-/// Allocation calls made so far on this thread.
-fn alloc_calls() -> u64 {
-    alloc_counter::alloc_calls_on_this_thread()
-}
-
-/// One call through a tower service: readiness, call, await.
-async fn tower_call<S>(svc: &mut S, req: u64) -> u64
-where
-    S: Service<u64, Response = u64, Error: Debug>,
-{
-    svc.ready()
-        .await
-        .expect("ready")
-        .call(req)
-        .await
-        .expect("call")
-}
-
-/// Allocation calls per call over `ALLOC_SAMPLE_CALLS` calls, after 1 000
-/// warm-up calls.
-fn tower_allocs<S>(rt: &Runtime, svc: &S) -> f64
-where
-    S: Service<u64, Response = u64, Error: Debug> + Clone,
-{
-    let mut svc = svc.clone();
-    rt.block_on(async move {
-        for i in 0..1_000 {
-            black_box(tower_call(&mut svc, i).await);
-        }
-        let before = alloc_calls();
-        for i in 0..ALLOC_SAMPLE_CALLS {
-            black_box(tower_call(&mut svc, black_box(i)).await);
-        }
-        let after = alloc_calls();
-        (after - before) as f64 / ALLOC_SAMPLE_CALLS as f64
-    })
-}
-
-fn print_alloc_table(rows: &[(&str, f64)]) {
-    println!();
-    println!("allocations per call (success path, {ALLOC_SAMPLE_CALLS} calls each)");
-    println!("| contender                      | allocs/call |");
-    println!("|--------------------------------|-------------|");
-    for (name, allocs) in rows {
-        println!("| {name:<30} | {allocs:>11.2} |");
-    }
-    println!("csv: contender,allocs_per_call");
-    for (name, allocs) in rows {
-        println!("csv: {name},{allocs:.2}");
-    }
-    println!();
-}
 
 /// criterion's estimate of the time per iteration, in ns, as it prints it
 /// (the slope of its linear sampling, else the mean), read back from
@@ -176,28 +122,6 @@ fn print_time_table(names: &[&str], allocs: &[(&str, f64)], since: SystemTime) {
         println!("csv: {name},{},{},{allocs:.2}", csv(*time), csv(over));
     }
     println!();
-}
-
-type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
-
-/// Times `ready().await; call(1).await` on a clone of `svc`; the clone is
-/// taken once per sample, outside the timed loop.
-fn bench_tower<S>(group: &mut Group<'_>, rt: &Runtime, name: &str, svc: &S)
-where
-    S: Service<u64, Response = u64, Error: Debug> + Clone,
-{
-    group.bench_function(name, |b| {
-        b.to_async(rt).iter_custom(|iters| {
-            let mut svc = svc.clone();
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(tower_call(&mut svc, black_box(1)).await);
-                }
-                start.elapsed()
-            }
-        });
-    });
 }
 
 fn main() {

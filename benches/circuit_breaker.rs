@@ -22,6 +22,10 @@
 //! again, with a CSV copy, after criterion's output. Counting needs a
 //! counting `#[global_allocator]` (`benches/support/alloc_counter.rs`).
 //!
+//! Driving, timing and counting a tower service, and the allocation table,
+//! come from `benches/support/overhead.rs`, shared with `benches/bulkhead.rs`;
+//! failsafe's call, which is not a tower service, is here.
+//!
 //! Run with `cargo bench --bench circuit_breaker` (about a minute).
 
 use std::fmt::Debug;
@@ -35,33 +39,15 @@ use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-#[path = "support/alloc_counter.rs"]
-mod alloc_counter;
+#[path = "support/overhead.rs"]
+mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
+use overhead::{
+    alloc_calls, bench_tower, print_alloc_table, tower_allocs, Group, ALLOC_SAMPLE_CALLS,
+};
 use peers::{echo, failsafe_breaker, seawall_service, tower_resilience_service, Failsafe};
-
-/// Calls made per contender to count allocations.
-const ALLOC_SAMPLE_CALLS: u64 = 100_000;
-
-/// Allocation calls made so far on this thread.
-fn alloc_calls() -> Option<u64> {
-    Some(alloc_counter::alloc_calls_on_this_thread())
-}
-
-/// One call through a tower service: readiness, call, await.
-async fn tower_call<S>(svc: &mut S, req: u64) -> u64
-where
-    S: Service<u64, Response = u64, Error: Debug>,
-{
-    svc.ready()
-        .await
-        .expect("ready")
-        .call(req)
-        .await
-        .expect("call")
-}
 
 /// One call through failsafe. failsafe is not tower middleware; its futures
 /// API (`failsafe::futures::CircuitBreaker::call`) wraps the inner call's
@@ -78,28 +64,8 @@ where
     breaker.call(fut).await.expect("call")
 }
 
-/// Allocation calls per call over `ALLOC_SAMPLE_CALLS` calls, after 1 000
-/// warm-up calls.
-fn tower_allocs<S>(rt: &Runtime, svc: &S) -> Option<f64>
-where
-    S: Service<u64, Response = u64, Error: Debug> + Clone,
-{
-    let mut svc = svc.clone();
-    rt.block_on(async move {
-        for i in 0..1_000 {
-            black_box(tower_call(&mut svc, i).await);
-        }
-        let before = alloc_calls()?;
-        for i in 0..ALLOC_SAMPLE_CALLS {
-            black_box(tower_call(&mut svc, black_box(i)).await);
-        }
-        let after = alloc_calls()?;
-        Some((after - before) as f64 / ALLOC_SAMPLE_CALLS as f64)
-    })
-}
-
 /// As [`tower_allocs`], for failsafe.
-fn failsafe_allocs<S>(rt: &Runtime, breaker: &Failsafe, svc: &S) -> Option<f64>
+fn failsafe_allocs<S>(rt: &Runtime, breaker: &Failsafe, svc: &S) -> f64
 where
     S: Service<u64, Response = u64, Error: Debug> + Clone,
 {
@@ -108,56 +74,13 @@ where
         for i in 0..1_000 {
             black_box(failsafe_call(breaker, &mut svc, i).await);
         }
-        let before = alloc_calls()?;
+        let before = alloc_calls();
         for i in 0..ALLOC_SAMPLE_CALLS {
             black_box(failsafe_call(breaker, &mut svc, black_box(i)).await);
         }
-        let after = alloc_calls()?;
-        Some((after - before) as f64 / ALLOC_SAMPLE_CALLS as f64)
+        let after = alloc_calls();
+        (after - before) as f64 / ALLOC_SAMPLE_CALLS as f64
     })
-}
-
-fn print_alloc_table(rows: &[(&str, Option<f64>)]) {
-    println!();
-    println!("allocations per call (success path, {ALLOC_SAMPLE_CALLS} calls each)");
-    println!("| contender            | allocs/call |");
-    println!("|----------------------|-------------|");
-    for (name, allocs) in rows {
-        match allocs {
-            Some(a) => println!("| {name:<20} | {a:>11.2} |"),
-            None => println!("| {name:<20} | {:>11} |", "not counted"),
-        }
-    }
-    println!("csv: contender,allocs_per_call");
-    for (name, allocs) in rows {
-        match allocs {
-            Some(a) => println!("csv: {name},{a:.2}"),
-            None => println!("csv: {name},"),
-        }
-    }
-    println!();
-}
-
-type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
-
-/// Times `ready().await; call(1).await` on a clone of `svc`; the clone is
-/// taken once per sample, outside the timed loop.
-fn bench_tower<S>(group: &mut Group<'_>, rt: &Runtime, name: &str, svc: &S)
-where
-    S: Service<u64, Response = u64, Error: Debug> + Clone,
-{
-    group.bench_function(name, |b| {
-        b.to_async(rt).iter_custom(|iters| {
-            let mut svc = svc.clone();
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(tower_call(&mut svc, black_box(1)).await);
-                }
-                start.elapsed()
-            }
-        });
-    });
 }
 
 /// As [`bench_tower`], for failsafe.

@@ -1,0 +1,97 @@
+//! The helpers both overhead benches share (`benches/circuit_breaker.rs` and
+//! `benches/bulkhead.rs`): driving a tower service one call at a time on a
+//! `current_thread` runtime, timing it under criterion, and counting its
+//! allocations per call with the counting allocator of
+//! `benches/support/alloc_counter.rs` (installed by this module).
+
+use std::fmt::Debug;
+use std::hint::black_box;
+
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+#[path = "alloc_counter.rs"]
+mod alloc_counter;
+
+/// Calls made per contender to count allocations.
+pub(crate) const ALLOC_SAMPLE_CALLS: u64 = 100_000;
+
+/// A criterion benchmark group measuring wall time.
+pub(crate) type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Allocation calls made so far on this thread.
+pub(crate) fn alloc_calls() -> u64 {
+    alloc_counter::alloc_calls_on_this_thread()
+}
+
+/// One call through a tower service: readiness, call, await.
+pub(crate) async fn tower_call<S>(svc: &mut S, req: u64) -> u64
+where
+    S: Service<u64, Response = u64, Error: Debug>,
+{
+    svc.ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect("call")
+}
+
+/// Allocation calls per call over `ALLOC_SAMPLE_CALLS` calls, after 1 000
+/// warm-up calls.
+pub(crate) fn tower_allocs<S>(rt: &Runtime, svc: &S) -> f64
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
+    let mut svc = svc.clone();
+    rt.block_on(async move {
+        for i in 0..1_000 {
+            black_box(tower_call(&mut svc, i).await);
+        }
+        let before = alloc_calls();
+        for i in 0..ALLOC_SAMPLE_CALLS {
+            black_box(tower_call(&mut svc, black_box(i)).await);
+        }
+        let after = alloc_calls();
+        (after - before) as f64 / ALLOC_SAMPLE_CALLS as f64
+    })
+}
+
+/// Prints the allocations per call of each contender, as a table and as
+/// CSV; the name column is 20 wide, or as wide as the longest name.
+pub(crate) fn print_alloc_table(rows: &[(&str, f64)]) {
+    let width = rows.iter().map(|(name, _)| name.len()).fold(20, usize::max);
+    println!();
+    println!("allocations per call (success path, {ALLOC_SAMPLE_CALLS} calls each)");
+    println!("| {:<width$} | allocs/call |", "contender");
+    println!("|{}|-------------|", "-".repeat(width + 2));
+    for (name, allocs) in rows {
+        println!("| {name:<width$} | {allocs:>11.2} |");
+    }
+    println!("csv: contender,allocs_per_call");
+    for (name, allocs) in rows {
+        println!("csv: {name},{allocs:.2}");
+    }
+    println!();
+}
+
+/// Times `ready().await; call(1).await` on a clone of `svc`; the clone is
+/// taken once per sample, outside the timed loop.
+pub(crate) fn bench_tower<S>(group: &mut Group<'_>, rt: &Runtime, name: &str, svc: &S)
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let mut svc = svc.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(tower_call(&mut svc, black_box(1)).await);
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
