@@ -115,7 +115,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     #[cfg_attr(
-        not(any(feature = "circuit-breaker", feature = "bulkhead")),
+        not(any(feature = "circuit-breaker", feature = "bulkhead", feature = "retry")),
         allow(dead_code)
     )]
     pub(crate) fn new(component: &'static str, field: &'static str, reason: String) -> Self {

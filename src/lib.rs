@@ -58,7 +58,8 @@
 //! |---|---|---|
 //! | `circuit-breaker` | yes | [`circuit_breaker`] |
 //! | `bulkhead` | yes | [`bulkhead`]: fixed and adaptive concurrency limits |
-//! | `http` | no | permits held until an HTTP response body ends |
+//! | `retry` | yes | [`retry`]: backoff between attempts (the retry layer is coming) |
+//! | `http` | no | permits held until an HTTP response body ends; servers shedding load |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |
 //! | `full` | no | all of the above |
@@ -93,11 +94,14 @@ pub mod circuit_breaker;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub mod retry;
 
 // Internal helpers, compiled with the layers that use them.
 #[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
 mod sync;
-#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "retry"))]
 mod time;
 
 /// The error type of seawall's layers that reject calls on their own: tower's
