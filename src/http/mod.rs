@@ -3,6 +3,7 @@
 //! - [`UntilBodyEnd`]: a bulkhead that keeps each call's permit until the response body
 //!   has been read to its end (or dropped), so that a downstream streaming a slow body
 //!   still counts against the limit.
+//! - [`pushback`]: parse `Retry-After` and `grpc-retry-pushback-ms`, never trusting them.
 //! - [`ShedLoadLayer`]: a server (axum, tonic, hyper) that answers requests over its
 //!   limit at once with 503 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before doing
 //!   the work.
@@ -33,6 +34,7 @@
 //! # }
 //! ```
 
+pub mod pushback;
 mod shed;
 
 pub use self::shed::{ShedFuture, ShedLoad, ShedLoadLayer};
