@@ -99,7 +99,7 @@ pub mod http;
 pub mod retry;
 
 // Internal helpers, compiled with the layers that use them.
-#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "retry"))]
 mod sync;
 #[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "retry"))]
 mod time;
