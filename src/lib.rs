@@ -58,7 +58,7 @@
 //! |---|---|---|
 //! | `circuit-breaker` | yes | [`circuit_breaker`] |
 //! | `bulkhead` | yes | [`bulkhead`]: fixed and adaptive concurrency limits |
-//! | `retry` | yes | [`retry`]: backoff between attempts (the retry layer is coming) |
+//! | `retry` | yes | [`retry`]: budgeted retries with backoff and server pushback |
 //! | `http` | no | permits held until an HTTP response body ends; servers shedding load |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |

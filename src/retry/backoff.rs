@@ -107,6 +107,18 @@ impl ExponentialBackoff {
         ExponentialBackoffBuilder::default()
     }
 
+    /// The defaults, which are valid by construction.
+    pub(crate) fn envoy_defaults() -> Self {
+        let defaults = ExponentialBackoffBuilder::default();
+        ExponentialBackoff {
+            base: defaults.base,
+            max: defaults.max,
+            multiplier: defaults.multiplier,
+            jitter: defaults.jitter,
+            random: Random::new(crate::time::random_seed()),
+        }
+    }
+
     /// The delay before retry `retry` without jitter: `min(max, base * multiplier^(retry - 1))`.
     pub fn nominal(&self, retry: u32) -> Duration {
         let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);

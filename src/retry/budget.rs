@@ -112,6 +112,15 @@ impl RetryBudget {
         RetryBudgetBuilder::default()
     }
 
+    /// The defaults (20 % plus 10/s over 10 s), which are valid by construction.
+    pub(crate) fn defaults() -> Self {
+        let defaults = RetryBudgetBuilder::default();
+        let slot_nanos = duration_to_nanos(defaults.window) / u64::from(defaults.buckets);
+        let reserve = (defaults.min_per_sec * defaults.window.as_secs_f64() * UNIT as f64) as i64;
+        let credit = (defaults.ratio * UNIT as f64).round() as i64;
+        defaults.assemble(slot_nanos, reserve, credit)
+    }
+
     /// Count one request (a first attempt): it funds `ratio` of a retry for a window.
     #[inline]
     pub fn deposit(&self) {
@@ -342,7 +351,12 @@ impl RetryBudgetBuilder {
                 ),
             );
         }
-        Ok(RetryBudget {
+        Ok(self.assemble(slot_nanos, reserve.floor() as i64, credit.round() as i64))
+    }
+
+    /// Build from checked values.
+    fn assemble(self, slot_nanos: u64, reserve: i64, credit_per_deposit: i64) -> RetryBudget {
+        RetryBudget {
             inner: Arc::new(Inner {
                 clock: Clock::new(),
                 slot_nanos,
@@ -355,8 +369,8 @@ impl RetryBudgetBuilder {
                         })
                     })
                     .collect(),
-                balance: CachePadded::new(AtomicI64::new(reserve.floor() as i64)),
-                credit_per_deposit: credit.round() as i64,
+                balance: CachePadded::new(AtomicI64::new(reserve)),
+                credit_per_deposit,
                 deposits: AtomicU64::new(0),
                 withdrawals: AtomicU64::new(0),
                 denials: AtomicU64::new(0),
@@ -366,6 +380,6 @@ impl RetryBudgetBuilder {
                     window: self.window,
                 },
             }),
-        })
+        }
     }
 }

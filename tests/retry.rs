@@ -1,0 +1,259 @@
+//! The retry layer: when it retries, how long it waits, and what it never does.
+#![cfg(feature = "retry")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use seawall::classify::{classify_fn, Classification};
+use seawall::retry::backoff::{ConstantBackoff, ExponentialBackoff, Jitter};
+use seawall::retry::budget::RetryBudget;
+use seawall::retry::replay::Replay;
+use seawall::retry::RetryLayer;
+use seawall::BoxError;
+use tower::{Layer, ServiceExt};
+
+/// A downstream that fails its first `failures` calls (then succeeds), counting calls.
+#[derive(Clone)]
+struct Flaky {
+    calls: Arc<AtomicU32>,
+    failures: u32,
+}
+
+impl Flaky {
+    fn new(failures: u32) -> Self {
+        Self {
+            calls: Arc::default(),
+            failures,
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn service(
+        &self,
+    ) -> impl tower::Service<u32, Response = u32, Error = BoxError, Future = impl Send> + Clone
+    {
+        let this = self.clone();
+        tower::service_fn(move |request: u32| {
+            let n = this.calls.fetch_add(1, Ordering::SeqCst);
+            let fail = n < this.failures;
+            async move {
+                if fail {
+                    Err(BoxError::from(format!("failure {}", n + 1)))
+                } else {
+                    Ok(request)
+                }
+            }
+        })
+    }
+}
+
+fn constant(ms: u64) -> ConstantBackoff {
+    ConstantBackoff::new(Duration::from_millis(ms))
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_until_success_within_max_attempts() {
+    let flaky = Flaky::new(2);
+    let layer = RetryLayer::builder().backoff(constant(10)).build().unwrap();
+    assert_eq!(layer.layer(flaky.service()).oneshot(7).await.unwrap(), 7);
+    assert_eq!(flaky.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gives_up_after_max_attempts_with_the_last_failure() {
+    let flaky = Flaky::new(u32::MAX);
+    let layer = RetryLayer::builder()
+        .max_attempts(4)
+        .backoff(constant(10))
+        .build()
+        .unwrap();
+    let err = layer.layer(flaky.service()).oneshot(1).await.unwrap_err();
+    assert_eq!(err.to_string(), "failure 4");
+    assert_eq!(flaky.calls(), 4);
+    // One attempt means no retry.
+    let once = Flaky::new(u32::MAX);
+    let layer = RetryLayer::builder().max_attempts(1).build().unwrap();
+    assert!(layer.layer(once.service()).oneshot(1).await.is_err());
+    assert_eq!(once.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_as_the_backoff_says() {
+    let flaky = Flaky::new(u32::MAX);
+    let backoff = ExponentialBackoff::builder()
+        .base(Duration::from_millis(10))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder()
+        .max_attempts(4)
+        .backoff(backoff)
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    assert!(layer.layer(flaky.service()).oneshot(1).await.is_err());
+    assert_eq!(started.elapsed(), Duration::from_millis(10 + 20 + 40));
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_retryable_failures_are_not_retried() {
+    let flaky = Flaky::new(u32::MAX);
+    let classifier = classify_fn(|r: &Result<u32, BoxError>| match r {
+        Ok(_) => Classification::success(),
+        Err(_) => Classification::failure().retryable(false),
+    });
+    let layer = RetryLayer::builder()
+        .classifier(classifier)
+        .build()
+        .unwrap();
+    assert!(layer.layer(flaky.service()).oneshot(1).await.is_err());
+    assert_eq!(flaky.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_rejections_are_never_retried_and_spend_no_budget() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let rejecting = {
+        let calls = calls.clone();
+        tower::service_fn(move |_: ()| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), BoxError>(Box::new(seawall::error::BulkheadFull::new())) }
+        })
+    };
+    let layer = RetryLayer::builder().build().unwrap();
+    let budget = layer.budget().unwrap().clone();
+    let err = layer.layer(rejecting).oneshot(()).await.unwrap_err();
+    assert!(err.is::<seawall::error::BulkheadFull>());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let s = budget.snapshot();
+    assert_eq!((s.withdrawals, s.denials), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_budget_returns_the_last_real_failure() {
+    let flaky = Flaky::new(u32::MAX);
+    let budget = RetryBudget::builder()
+        .ratio(0.0)
+        .min_per_sec(0.0)
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let err = layer.layer(flaky.service()).oneshot(1).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "failure 1",
+        "the real failure, not a budget error"
+    );
+    assert_eq!(flaky.calls(), 1);
+    let s = budget.snapshot();
+    assert_eq!((s.deposits, s.withdrawals, s.denials), (1, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_pushback_sets_the_delay_capped() {
+    let pushback = |secs: u64| {
+        classify_fn(move |r: &Result<u32, BoxError>| match r {
+            Ok(_) => Classification::success(),
+            Err(_) => Classification::failure().with_pushback(Duration::from_secs(secs)),
+        })
+    };
+    for (asked, cap, waited) in [(5, 30, 5), (315_360_000, 30, 30), (60, 10, 10)] {
+        let flaky = Flaky::new(1);
+        let layer = RetryLayer::builder()
+            .classifier(pushback(asked))
+            .backoff(constant(1))
+            .max_pushback(Duration::from_secs(cap))
+            .build()
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(layer.layer(flaky.service()).oneshot(1).await.is_ok());
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(waited),
+            "asked {asked}s, cap {cap}s"
+        );
+    }
+}
+
+/// Replays nothing: every request can be sent only once.
+#[derive(Clone, Copy)]
+struct NoReplay;
+
+impl<Req> Replay<Req> for NoReplay {
+    fn replay(&self, _: &Req) -> Option<Req> {
+        None
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_be_copied_is_sent_once() {
+    let flaky = Flaky::new(u32::MAX);
+    let layer = RetryLayer::builder().replay(NoReplay).build().unwrap();
+    assert!(layer.layer(flaky.service()).oneshot(1).await.is_err());
+    assert_eq!(flaky.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_while_waiting_stops_the_retries() {
+    let flaky = Flaky::new(u32::MAX);
+    let layer = RetryLayer::builder()
+        .backoff(constant(1_000))
+        .build()
+        .unwrap();
+    let mut call = Box::pin(layer.layer(flaky.service()).oneshot(1));
+    assert!((&mut call).now_or_never().is_none());
+    assert_eq!(
+        flaky.calls(),
+        1,
+        "the first attempt failed; now waiting 1 s"
+    );
+    drop(call);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(flaky.calls(), 1, "no retry after the caller left");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_outage_costs_at_most_one_plus_the_budget_ratio() {
+    // 1 000 requests to a downstream that fails every call: a naive 3-attempt retry
+    // would send 3 000 calls. The budget (20 %, no floor) allows 200 retries.
+    let flaky = Flaky::new(u32::MAX);
+    let budget = RetryBudget::builder()
+        .ratio(0.2)
+        .min_per_sec(0.0)
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .backoff(constant(1))
+        .build()
+        .unwrap();
+    let svc = layer.layer(flaky.service());
+    for i in 0..1_000 {
+        assert!(svc.clone().oneshot(i).await.is_err());
+    }
+    assert_eq!(flaky.calls(), 1_200, "amplification exactly 1.2");
+    assert_eq!(budget.snapshot().withdrawals, 200);
+}
+
+#[test]
+fn zero_attempts_is_a_config_error() {
+    let err = RetryLayer::builder().max_attempts(0).build().unwrap_err();
+    assert_eq!((err.component(), err.field()), ("retry", "max_attempts"));
+}
+
+#[test]
+fn layers_and_services_are_send_sync_static() {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<RetryLayer>();
+    send_sync_static::<seawall::retry::Retry<tower::util::BoxCloneSyncService<u32, u32, BoxError>>>(
+    );
+    send_sync_static::<RetryBudget>();
+}
