@@ -1,0 +1,2 @@
+//! Placeholder: the example lands in the next commit.
+fn main() {}
