@@ -3,6 +3,8 @@
 //! - [`UntilBodyEnd`]: a bulkhead that keeps each call's permit until the response body
 //!   has been read to its end (or dropped), so that a downstream streaming a slow body
 //!   still counts against the limit.
+//! - `IdempotentReplay` (with the `retry` feature): retry only the requests that are safe
+//!   to send twice (idempotent methods, or an `Idempotency-Key` header).
 //! - [`pushback`]: parse `Retry-After` and `grpc-retry-pushback-ms`, never trusting them.
 //! - [`ShedLoadLayer`]: a server (axum, tonic, hyper) that answers requests over its
 //!   limit at once with 503 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before doing
@@ -35,8 +37,12 @@
 //! ```
 
 pub mod pushback;
+#[cfg(feature = "retry")]
+mod replay;
 mod shed;
 
+#[cfg(feature = "retry")]
+pub use self::replay::{is_idempotent, IdempotentReplay, IDEMPOTENCY_KEY};
 pub use self::shed::{ShedFuture, ShedLoad, ShedLoadLayer};
 
 use std::fmt;

@@ -8,7 +8,9 @@
 //!   full bulkhead: nothing reached the downstream, and retrying would add load);
 //! - attempts remain (`max_attempts`, default 3 in all);
 //! - a copy of the request can be made ([`replay`]); a request that cannot be copied is
-//!   sent once;
+//!   sent once. For HTTP, use `seawall::http::IdempotentReplay` (feature `http`): it
+//!   copies only requests that are safe to send twice (idempotent methods, or an
+//!   `Idempotency-Key` header);
 //! - the [`RetryBudget`] has a retry to spare. An exhausted budget
 //!   returns the last real failure, not a new error.
 //!
@@ -38,8 +40,8 @@
 //! # }
 //! ```
 //!
-//! Not yet here (coming with the rest of the retry work): replay of HTTP bodies, the
-//! idempotency rules for HTTP methods, deadlines, hedging, metrics.
+//! Not yet here (coming with the rest of the retry work): replay of HTTP bodies that are
+//! not `Clone` (buffered up to a limit), deadlines, hedging.
 
 pub mod backoff;
 pub mod budget;
