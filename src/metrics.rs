@@ -18,11 +18,16 @@
 //! | `seawall_bulkhead_limit` | gauge | | the bulkhead's current limit |
 //! | `seawall_bulkhead_rejections_total` | counter | | calls rejected with `BulkheadFull` |
 //! | `seawall_bulkhead_wait_seconds` | histogram | | how long callers waited for a permit (granted or not) |
+//! | `seawall_retry_attempts_total` | counter | `kind` = `first` / `retry` | attempts sent by a retry layer |
+//! | `seawall_retry_budget_denials_total` | counter | | retries the budget refused (the caller got the failure) |
+//! | `seawall_retry_delay_seconds` | histogram | | the wait before each retry (backoff or pushback) |
 
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use breaker::BreakerMetrics;
 #[cfg(feature = "bulkhead")]
 pub(crate) use bulkhead::{BulkheadMetrics, PermitMetrics};
+#[cfg(feature = "retry")]
+pub(crate) use retry::RetryMetrics;
 
 #[cfg(feature = "circuit-breaker")]
 mod breaker {
@@ -213,5 +218,81 @@ mod bulkhead {
         pub(crate) fn rejection(&self) {}
         #[inline(always)]
         pub(crate) fn waited(&self, _wait: Duration) {}
+    }
+}
+
+#[cfg(feature = "retry")]
+mod retry {
+    use std::time::Duration;
+
+    #[cfg(feature = "metrics")]
+    #[derive(Debug)]
+    pub(crate) struct RetryMetrics {
+        first: metrics::Counter,
+        retry: metrics::Counter,
+        denials: metrics::Counter,
+        delay: metrics::Histogram,
+    }
+
+    #[cfg(feature = "metrics")]
+    impl RetryMetrics {
+        pub(crate) fn new(policy: &str) -> Self {
+            let attempts = |kind: &'static str| {
+                metrics::counter!(
+                    "seawall_retry_attempts_total",
+                    "policy" => policy.to_owned(),
+                    "kind" => kind
+                )
+            };
+            Self {
+                first: attempts("first"),
+                retry: attempts("retry"),
+                denials: metrics::counter!(
+                    "seawall_retry_budget_denials_total",
+                    "policy" => policy.to_owned()
+                ),
+                delay: metrics::histogram!(
+                    "seawall_retry_delay_seconds",
+                    "policy" => policy.to_owned()
+                ),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn first(&self) {
+            self.first.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn retry(&self) {
+            self.retry.increment(1);
+        }
+
+        pub(crate) fn delay(&self, delay: Duration) {
+            self.delay.record(delay.as_secs_f64());
+        }
+
+        pub(crate) fn denied(&self) {
+            self.denials.increment(1);
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[derive(Debug)]
+    pub(crate) struct RetryMetrics;
+
+    #[cfg(not(feature = "metrics"))]
+    impl RetryMetrics {
+        pub(crate) fn new(_policy: &str) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn first(&self) {}
+        #[inline(always)]
+        pub(crate) fn retry(&self) {}
+        #[inline(always)]
+        pub(crate) fn delay(&self, _delay: Duration) {}
+        #[inline(always)]
+        pub(crate) fn denied(&self) {}
     }
 }

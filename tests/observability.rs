@@ -274,6 +274,120 @@ mod bulkhead_metrics {
     }
 }
 
+#[cfg(all(feature = "metrics", feature = "retry"))]
+mod retry_metrics {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use seawall::retry::backoff::ConstantBackoff;
+    use seawall::retry::budget::RetryBudget;
+    use seawall::retry::RetryLayer;
+    use seawall::BoxError;
+    use tower::{Layer, ServiceExt};
+
+    use crate::paused_runtime;
+
+    #[test]
+    fn attempts_by_kind_delays_and_denials_are_reported() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            paused_runtime().block_on(async {
+                let calls = Arc::new(AtomicU32::new(0));
+                let flaky = {
+                    let calls = calls.clone();
+                    tower::service_fn(move |_: ()| {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            if n < 2 {
+                                Err::<(), BoxError>("503".into())
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    })
+                };
+                // Budget: 2 retries from the floor, then nothing.
+                let budget = RetryBudget::builder()
+                    .ratio(0.0)
+                    .min_per_sec(0.2)
+                    .window(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let layer = RetryLayer::builder()
+                    .name("orders")
+                    .budget(budget)
+                    .backoff(ConstantBackoff::new(Duration::from_millis(20)))
+                    .build()
+                    .unwrap();
+                let svc = layer.layer(flaky.clone());
+                assert!(svc.clone().oneshot(()).await.is_ok()); // first + 2 retries
+                calls.store(0, Ordering::SeqCst);
+                assert!(svc.clone().oneshot(()).await.is_err()); // first, then denied
+
+                // A retry the caller abandons while waiting is not an attempt.
+                calls.store(0, Ordering::SeqCst);
+                let unbudgeted = RetryLayer::builder()
+                    .name("abandoned")
+                    .without_budget()
+                    .backoff(ConstantBackoff::new(Duration::from_secs(1)))
+                    .build()
+                    .unwrap();
+                let mut abandoned = Box::pin(unbudgeted.layer(flaky).oneshot(()));
+                assert!((&mut abandoned).now_or_never().is_none());
+                drop(abandoned);
+            });
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let find_for = |policy: &str, name: &str, kind: Option<&str>| {
+            snapshot.iter().find_map(|(k, _, _, v)| {
+                let key = k.key();
+                let has = |label: &str, value: &str| {
+                    key.labels().any(|l| l.key() == label && l.value() == value)
+                };
+                let wanted = has("policy", policy) && kind.is_none_or(|kind| has("kind", kind));
+                (key.name() == name && wanted).then_some(v)
+            })
+        };
+        let find = |name: &str, kind: Option<&str>| find_for("orders", name, kind);
+        let counter = |v: Option<&DebugValue>| match v {
+            Some(DebugValue::Counter(n)) => Some(*n),
+            _ => None,
+        };
+        assert_eq!(
+            counter(find("seawall_retry_attempts_total", Some("first"))),
+            Some(2)
+        );
+        assert_eq!(
+            counter(find("seawall_retry_attempts_total", Some("retry"))),
+            Some(2)
+        );
+        assert_eq!(
+            counter(find("seawall_retry_budget_denials_total", None)),
+            Some(1)
+        );
+        assert_eq!(
+            counter(find_for(
+                "abandoned",
+                "seawall_retry_attempts_total",
+                Some("retry")
+            )),
+            Some(0),
+            "the abandoned retry was never sent"
+        );
+        match find("seawall_retry_delay_seconds", None) {
+            Some(DebugValue::Histogram(delays)) => {
+                assert_eq!(delays.len(), 2);
+                assert!(delays.iter().all(|d| (d.into_inner() - 0.020).abs() < 1e-9));
+            }
+            other => panic!("no delay histogram: {other:?}"),
+        }
+    }
+}
+
 #[cfg(feature = "tracing")]
 mod tracing_events {
     use std::time::Duration;

@@ -107,6 +107,7 @@ where
                         return Poll::Pending;
                     };
                     *this.attempts += 1;
+                    this.policy.metrics.retry();
                     if *this.attempts < this.policy.max_attempts {
                         *this.request = this.policy.replay.replay(&request);
                     }
@@ -151,15 +152,33 @@ impl<C, B, R> Policy<C, B, R> {
         if let Some(budget) = &self.budget {
             if !budget.try_withdraw() {
                 // Out of budget: the caller gets the last real failure.
+                self.metrics.denied();
+                #[cfg(feature = "tracing")]
+                tracing::debug!(
+                    target: "seawall::retry",
+                    policy = &*self.name,
+                    attempts,
+                    "retry budget exhausted: not retrying"
+                );
                 return None;
             }
         }
-        Some(match classification.pushback() {
+        let delay = match classification.pushback() {
             Some(pushback) => pushback.min(self.max_pushback),
             None => self
                 .backoff
                 .delay(Retrying::new(attempts, previous_delay, result)),
-        })
+        };
+        self.metrics.delay(delay);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "seawall::retry",
+            policy = &*self.name,
+            attempt = attempts + 1,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "retrying"
+        );
+        Some(delay)
     }
 }
 

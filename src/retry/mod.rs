@@ -64,6 +64,8 @@ use crate::error::ConfigError;
 
 /// What a retry layer does: shared by every service and future it makes.
 pub(crate) struct Policy<C, B, R> {
+    name: Arc<str>,
+    metrics: crate::metrics::RetryMetrics,
     max_attempts: u32,
     classifier: C,
     backoff: B,
@@ -100,6 +102,7 @@ impl RetryLayer {
     /// 30 s.
     pub fn builder() -> Builder {
         Builder {
+            name: "default".to_owned(),
             max_attempts: 3,
             classifier: ErrorsAsFailures,
             backoff: ExponentialBackoff::envoy_defaults(),
@@ -128,6 +131,7 @@ impl<C, B, R> Clone for RetryLayer<C, B, R> {
 impl<C, B, R> fmt::Debug for RetryLayer<C, B, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
+            .field("name", &self.policy.name)
             .field("max_attempts", &self.policy.max_attempts)
             .field("budget", &self.policy.budget)
             .field("max_pushback", &self.policy.max_pushback)
@@ -148,6 +152,7 @@ impl<S, C, B, R> Layer<S> for RetryLayer<C, B, R> {
 
 /// Configures a [`RetryLayer`]; [`build`](Self::build) checks every value.
 pub struct Builder<C = ErrorsAsFailures, B = ExponentialBackoff, R = CloneRequest> {
+    name: String,
     max_attempts: u32,
     classifier: C,
     backoff: B,
@@ -159,6 +164,7 @@ pub struct Builder<C = ErrorsAsFailures, B = ExponentialBackoff, R = CloneReques
 impl<C, B, R> fmt::Debug for Builder<C, B, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
+            .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
             .field("budget", &self.budget)
             .field("max_pushback", &self.max_pushback)
@@ -167,6 +173,13 @@ impl<C, B, R> fmt::Debug for Builder<C, B, R> {
 }
 
 impl<C, B, R> Builder<C, B, R> {
+    /// The layer's name: the `policy` label of its metrics and tracing events. Default
+    /// `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Attempts in all, the first included (default 3; 1 means never retry).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
@@ -198,6 +211,7 @@ impl<C, B, R> Builder<C, B, R> {
     /// rejection).
     pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, B, R> {
         Builder {
+            name: self.name,
             max_attempts: self.max_attempts,
             classifier,
             backoff: self.backoff,
@@ -210,6 +224,7 @@ impl<C, B, R> Builder<C, B, R> {
     /// The delays between attempts (default exponential with full jitter).
     pub fn backoff<B2>(self, backoff: B2) -> Builder<C, B2, R> {
         Builder {
+            name: self.name,
             max_attempts: self.max_attempts,
             classifier: self.classifier,
             backoff,
@@ -222,6 +237,7 @@ impl<C, B, R> Builder<C, B, R> {
     /// How a request is copied for a retry (default [`CloneRequest`]).
     pub fn replay<R2>(self, replay: R2) -> Builder<C, B, R2> {
         Builder {
+            name: self.name,
             max_attempts: self.max_attempts,
             classifier: self.classifier,
             backoff: self.backoff,
@@ -233,6 +249,13 @@ impl<C, B, R> Builder<C, B, R> {
 
     /// Check every value and build the layer.
     pub fn build(self) -> Result<RetryLayer<C, B, R>, ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::new(
+                "retry",
+                "name",
+                "must not be empty".to_owned(),
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(ConfigError::new(
                 "retry",
@@ -242,6 +265,8 @@ impl<C, B, R> Builder<C, B, R> {
         }
         Ok(RetryLayer {
             policy: Arc::new(Policy {
+                metrics: crate::metrics::RetryMetrics::new(&self.name),
+                name: Arc::from(self.name),
                 max_attempts: self.max_attempts,
                 classifier: self.classifier,
                 backoff: self.backoff,
@@ -306,6 +331,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
+        self.policy.metrics.first();
         if let Some(budget) = &self.policy.budget {
             budget.deposit();
         }
