@@ -95,3 +95,93 @@ where
         });
     });
 }
+
+/// criterion's estimate of the time per iteration of `name` in `group`, in ns, as it
+/// prints it (the slope of its linear sampling, else the mean), read back from
+/// `<target>/criterion/<group>/<name>/new/estimates.json`; `None` when it is not there or
+/// older than `since` (e.g. a filter skipped the contender).
+#[allow(dead_code)] // not every bench that includes this file prints a time table
+pub(crate) fn criterion_estimate_ns(
+    group: &str,
+    name: &str,
+    since: std::time::SystemTime,
+) -> Option<f64> {
+    use std::path::PathBuf;
+    let dir = match std::env::var_os("CRITERION_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+            .join("criterion"),
+    };
+    let path = dir
+        .join(group)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None; // left by an earlier run
+    }
+    let json = std::fs::read_to_string(path).ok()?;
+    // Avoids a JSON dependency: each estimate reads
+    // `"slope":{"confidence_interval":{...},"point_estimate":N,...}`
+    // (`"slope":null` when criterion sampled flat).
+    let point_estimate = |key: &str| -> Option<f64> {
+        let at = &json[json.find(&format!("\"{key}\":{{"))?..];
+        let field = "\"point_estimate\":";
+        let rest = &at[at.find(field)? + field.len()..];
+        rest[..rest.find([',', '}'])?].trim().parse().ok()
+    };
+    point_estimate("slope").or_else(|| point_estimate("mean"))
+}
+
+/// Prints, as a table and as CSV, criterion's estimates of ns/call for `names` in
+/// `group` (just written, i.e. not older than `since`), their overhead over the contender
+/// named `bare`, and the allocations per call in `allocs` (in the order of `names`).
+/// Prints nothing when criterion wrote no estimate.
+#[allow(dead_code)] // not every bench that includes this file prints a time table
+pub(crate) fn print_time_table(
+    group: &str,
+    names: &[&str],
+    allocs: &[(&str, f64)],
+    since: std::time::SystemTime,
+) {
+    let times: Vec<Option<f64>> = names
+        .iter()
+        .map(|name| criterion_estimate_ns(group, name, since))
+        .collect();
+    if times.iter().all(Option::is_none) {
+        return;
+    }
+    let bare = names
+        .iter()
+        .position(|name| *name == "bare")
+        .and_then(|i| times[i]);
+    let width = names.iter().map(|name| name.len()).fold(30, usize::max);
+    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    println!();
+    println!("time per call (criterion's estimate), single thread, current_thread runtime");
+    println!(
+        "| {:<width$} | ns/call | over bare (ns) | allocs/call |",
+        "contender"
+    );
+    println!(
+        "|{}|---------|----------------|-------------|",
+        "-".repeat(width + 2)
+    );
+    for ((name, time), (_, allocs)) in names.iter().zip(&times).zip(allocs) {
+        let over = time.zip(bare).map(|(t, b)| t - b);
+        println!(
+            "| {name:<width$} | {:>7} | {:>14} | {allocs:>11.2} |",
+            cell(*time),
+            cell(over)
+        );
+    }
+    println!("csv: contender,ns_per_call,over_bare_ns,allocs_per_call");
+    for ((name, time), (_, allocs)) in names.iter().zip(&times).zip(allocs) {
+        let over = time.zip(bare).map(|(t, b)| t - b);
+        let csv = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.2}"));
+        println!("csv: {name},{},{},{allocs:.2}", csv(*time), csv(over));
+    }
+    println!();
+}

@@ -119,3 +119,103 @@ pub(crate) fn tower_resilience_bulkhead_service(
         .expect("valid tower-resilience config");
     tower::ServiceBuilder::new().layer(layer).service(echo())
 }
+
+// ===== retries (used by `benches/retry.rs`) =====
+
+/// Attempts in all (the first included) every retry contender is given.
+#[cfg(feature = "retry")]
+#[allow(dead_code)] // the breaker and bulkhead benches include this file too
+pub(crate) const RETRY_MAX_ATTEMPTS: u32 = 3;
+
+/// seawall's retry around [`echo`], as configured by `builder` (given
+/// [`RETRY_MAX_ATTEMPTS`] here): with its default budget (20 % plus 10/s over 10 s) unless
+/// `builder` says `without_budget`, its default backoff (exponential, full jitter).
+#[cfg(feature = "retry")]
+#[allow(dead_code)] // the breaker and bulkhead benches include this file too
+pub(crate) fn seawall_retry_service(
+    builder: seawall::retry::Builder,
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let layer = builder
+        .max_attempts(RETRY_MAX_ATTEMPTS)
+        .build()
+        .expect("valid seawall config");
+    tower::ServiceBuilder::new().layer(layer).service(echo())
+}
+
+/// The policy of tower's `Retry` as tower's docs use it, with a `TpsBudget`: up to
+/// [`RETRY_MAX_ATTEMPTS`] attempts, a deposit per success, a withdrawal per retry; no
+/// backoff (the retry is sent at once: the success path never gets there). tower's
+/// `Retry` clones the policy for every call, so `remaining` counts per call.
+#[cfg(feature = "retry")]
+#[allow(dead_code)] // the breaker and bulkhead benches include this file too
+#[derive(Clone)]
+pub(crate) struct TowerBudgetPolicy {
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+    remaining: u32,
+}
+
+#[cfg(feature = "retry")]
+impl<Res, E> tower::retry::Policy<u64, Res, E> for TowerBudgetPolicy {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _req: &mut u64, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(_) if self.remaining > 0 && self.budget.withdraw() => {
+                self.remaining -= 1;
+                Some(std::future::ready(()))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
+/// tower's `Retry` around [`echo`] with [`TowerBudgetPolicy`]: a `TpsBudget` with
+/// seawall's defaults (10 s window, 10 retries/s floor, 20 % of requests).
+#[cfg(feature = "retry")]
+#[allow(dead_code)] // the breaker and bulkhead benches include this file too
+pub(crate) fn tower_retry_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let policy = TowerBudgetPolicy {
+        budget: std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            10,
+            0.2,
+        )),
+        remaining: RETRY_MAX_ATTEMPTS - 1,
+    };
+    tower::ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(policy))
+        .service(echo())
+}
+
+/// tower-resilience's retry around [`echo`]: [`RETRY_MAX_ATTEMPTS`] attempts, its default
+/// backoff (exponential from 100 ms). It has no budget by default (unlimited retries) and
+/// no ratio budget at all; the closest is its token bucket with its defaults, 10 tokens/s
+/// and a burst of 100 (seawall's floor), to which every success deposits a whole token
+/// (a 100 % ratio, capped at the burst). Its bucket is a `Mutex`.
+#[cfg(feature = "retry")]
+#[allow(dead_code)] // the breaker and bulkhead benches include this file too
+pub(crate) fn tower_resilience_retry_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let budget = tower_resilience::retry::RetryBudgetBuilder::new()
+        .token_bucket()
+        .tokens_per_second(10.0)
+        .max_tokens(100)
+        .build()
+        .expect("valid tower-resilience budget");
+    let layer = tower_resilience::retry::RetryLayer::<u64, u64, Infallible>::builder()
+        .name("bench")
+        .max_attempts(RETRY_MAX_ATTEMPTS as usize)
+        .budget(budget)
+        .build();
+    tower::ServiceBuilder::new().layer(layer).service(echo())
+}
