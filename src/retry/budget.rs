@@ -71,7 +71,9 @@ struct Inner {
     buckets: Box<[CachePadded<Bucket>]>,
     balance: CachePadded<AtomicI64>,
     credit_per_deposit: i64,
-    deposits: AtomicU64,
+    /// Deposits no longer in a bucket (expired, or too late for theirs): the total is
+    /// these plus the buckets', so a deposit costs no extra counter.
+    settled_deposits: AtomicU64,
     withdrawals: AtomicU64,
     denials: AtomicU64,
     config: BudgetConfig,
@@ -97,7 +99,8 @@ pub struct RetryBudget {
 pub struct BudgetSnapshot {
     /// Retries that may be taken now (fractional: deposits add `ratio` each).
     pub balance: f64,
-    /// Requests deposited since the budget was built.
+    /// Requests deposited since the budget was built. (Summed over the buckets: a
+    /// snapshot taken while a bucket rotates may miss that bucket's deposits.)
     pub deposits: u64,
     /// Retries taken since the budget was built.
     pub withdrawals: u64,
@@ -126,13 +129,17 @@ impl RetryBudget {
     pub fn deposit(&self) {
         let inner = &*self.inner;
         let slot = inner.slot();
-        if let Some(bucket) = inner.bucket(slot, false) {
-            bucket.deposits.fetch_add(1, Ordering::AcqRel);
-            inner
-                .balance
-                .fetch_add(inner.credit_per_deposit, Ordering::AcqRel);
+        match inner.bucket(slot, false) {
+            Some(bucket) => {
+                bucket.deposits.fetch_add(1, Ordering::AcqRel);
+                inner
+                    .balance
+                    .fetch_add(inner.credit_per_deposit, Ordering::AcqRel);
+            }
+            None => {
+                inner.settled_deposits.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        inner.deposits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Take one retry if the budget allows it. A refusal is counted as a denial.
@@ -165,7 +172,12 @@ impl RetryBudget {
         inner.expire_old(inner.slot());
         BudgetSnapshot {
             balance: inner.balance.load(Ordering::Acquire) as f64 / UNIT as f64,
-            deposits: inner.deposits.load(Ordering::Relaxed),
+            deposits: inner.settled_deposits.load(Ordering::Acquire)
+                + inner
+                    .buckets
+                    .iter()
+                    .map(|b| b.deposits.load(Ordering::Acquire))
+                    .sum::<u64>(),
             withdrawals: inner.withdrawals.load(Ordering::Relaxed),
             denials: inner.denials.load(Ordering::Relaxed),
         }
@@ -220,6 +232,7 @@ impl Inner {
             {
                 let deposits = bucket.deposits.swap(0, Ordering::AcqRel);
                 let withdrawals = bucket.withdrawals.swap(0, Ordering::AcqRel);
+                self.settled_deposits.fetch_add(deposits, Ordering::AcqRel);
                 if held != EMPTY {
                     self.expire(deposits, withdrawals);
                 }
@@ -371,7 +384,7 @@ impl RetryBudgetBuilder {
                     .collect(),
                 balance: CachePadded::new(AtomicI64::new(reserve)),
                 credit_per_deposit,
-                deposits: AtomicU64::new(0),
+                settled_deposits: AtomicU64::new(0),
                 withdrawals: AtomicU64::new(0),
                 denials: AtomicU64::new(0),
                 config: BudgetConfig {
