@@ -34,7 +34,6 @@
 //!
 //! Run with `cargo bench --bench bulkhead` (about 40 s).
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
@@ -47,7 +46,7 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{bench_tower, print_alloc_table, tower_allocs};
+use overhead::{bench_tower, print_alloc_table, print_time_table, tower_allocs};
 use peers::{
     echo, seawall_bulkhead_service, tower_concurrency_limit_service,
     tower_global_concurrency_limit_layer, tower_resilience_bulkhead_service,
@@ -55,74 +54,6 @@ use peers::{
 
 /// Criterion's group name (also its directory under `target/criterion`).
 const GROUP: &str = "bulkhead_overhead";
-
-/// criterion's estimate of the time per iteration, in ns, as it prints it
-/// (the slope of its linear sampling, else the mean), read back from
-/// `<target>/criterion/<group>/<name>/new/estimates.json`; `None` when it is
-/// not there or older than `since` (e.g. a filter skipped the contender).
-fn criterion_estimate_ns(name: &str, since: SystemTime) -> Option<f64> {
-    let dir = match std::env::var_os("CRITERION_HOME") {
-        Some(home) => PathBuf::from(home),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-            .join("criterion"),
-    };
-    let path = dir
-        .join(GROUP)
-        .join(name)
-        .join("new")
-        .join("estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None; // left by an earlier run
-    }
-    let json = std::fs::read_to_string(path).ok()?;
-    // Avoids a JSON dependency: each estimate reads
-    // `"slope":{"confidence_interval":{...},"point_estimate":N,...}`
-    // (`"slope":null` when criterion sampled flat).
-    let point_estimate = |key: &str| -> Option<f64> {
-        let at = &json[json.find(&format!("\"{key}\":{{"))?..];
-        let field = "\"point_estimate\":";
-        let rest = &at[at.find(field)? + field.len()..];
-        rest[..rest.find([',', '}'])?].trim().parse().ok()
-    };
-    point_estimate("slope").or_else(|| point_estimate("mean"))
-}
-
-/// The ns/call table, from the estimates criterion has just written.
-fn print_time_table(names: &[&str], allocs: &[(&str, f64)], since: SystemTime) {
-    let times: Vec<Option<f64>> = names
-        .iter()
-        .map(|name| criterion_estimate_ns(name, since))
-        .collect();
-    if times.iter().all(Option::is_none) {
-        return;
-    }
-    let bare = names
-        .iter()
-        .position(|name| *name == "bare")
-        .and_then(|i| times[i]);
-    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
-    println!();
-    println!("time per call (criterion's estimate), single thread, current_thread runtime");
-    println!("| contender                      | ns/call | over bare (ns) | allocs/call |");
-    println!("|--------------------------------|---------|----------------|-------------|");
-    for ((name, time), (_, allocs)) in names.iter().zip(&times).zip(allocs) {
-        let over = time.zip(bare).map(|(t, b)| t - b);
-        println!(
-            "| {name:<30} | {:>7} | {:>14} | {allocs:>11.2} |",
-            cell(*time),
-            cell(over)
-        );
-    }
-    println!("csv: contender,ns_per_call,over_bare_ns,allocs_per_call");
-    for ((name, time), (_, allocs)) in names.iter().zip(&times).zip(allocs) {
-        let over = time.zip(bare).map(|(t, b)| t - b);
-        let csv = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.2}"));
-        println!("csv: {name},{},{},{allocs:.2}", csv(*time), csv(over));
-    }
-    println!();
-}
 
 fn main() {
     let started = SystemTime::now();
@@ -173,6 +104,6 @@ fn main() {
     // Only after a real run: under `cargo test --benches` criterion writes
     // nothing and the estimates on disk would be stale.
     if std::env::args().any(|arg| arg == "--bench") {
-        print_time_table(&names, &allocs, started);
+        print_time_table(GROUP, &names, &allocs, started);
     }
 }
