@@ -119,3 +119,27 @@ fn a_waiting_bulkhead_is_a_config_error() {
     let err = ShedLoadLayer::new(waiting).unwrap_err();
     assert_eq!((err.component(), err.field()), ("shed_load", "max_wait"));
 }
+
+#[tokio::test]
+async fn an_enormous_retry_after_saturates_instead_of_overflowing() {
+    let layer = ShedLoadLayer::new(BulkheadLayer::builder().max_concurrent(1).build().unwrap())
+        .unwrap()
+        .retry_after(Duration::MAX);
+    let mut svc = layer.layer(tower::service_fn(handler));
+    let (_tx, rx) = oneshot::channel();
+    let mut held = Box::pin(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(Some(rx))),
+    );
+    assert!((&mut held).now_or_never().is_none());
+    let shed = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(None))
+        .await
+        .unwrap();
+    assert_eq!(shed.headers()["retry-after"], u64::MAX.to_string().as_str());
+}

@@ -7,6 +7,19 @@ mod support;
 #[cfg(feature = "tracing")]
 use captured::Captured;
 
+/// The tests of this file run one at a time. Those that install a scoped `tracing`
+/// subscriber need it: `tracing` caches per call site whether anyone listens, and code
+/// running on another test's thread (every layer here emits events) can make that first
+/// check answer "nobody" while a scoped subscriber is listening.
+#[allow(dead_code)]
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    #[cfg(feature = "tracing")]
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
 /// What a `tracing` subscriber writes, kept for the test to read.
 #[cfg(feature = "tracing")]
 mod captured {
@@ -113,6 +126,7 @@ mod metrics_facade {
 
     #[test]
     fn calls_rejections_state_and_transitions_are_reported_with_handles_registered_once() {
+        let _one_at_a_time = crate::one_at_a_time();
         let inner = DebuggingRecorder::new();
         let snapshotter = inner.snapshotter();
         let registrations = Arc::new(AtomicUsize::new(0));
@@ -206,6 +220,7 @@ mod bulkhead_metrics {
 
     #[test]
     fn in_flight_limit_rejections_and_waits_are_reported() {
+        let _one_at_a_time = crate::one_at_a_time();
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let in_flight_mid_call = metrics::with_local_recorder(&recorder, || {
@@ -292,6 +307,7 @@ mod retry_metrics {
 
     #[test]
     fn attempts_by_kind_delays_and_denials_are_reported() {
+        let _one_at_a_time = crate::one_at_a_time();
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
@@ -400,6 +416,7 @@ mod tracing_events {
 
     #[test]
     fn one_event_per_transition_and_none_per_call() {
+        let _one_at_a_time = crate::one_at_a_time();
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -461,6 +478,7 @@ mod bulkhead_bursts {
 
     #[test]
     fn one_event_per_rejection_burst() {
+        let _one_at_a_time = crate::one_at_a_time();
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()

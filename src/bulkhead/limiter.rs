@@ -31,20 +31,24 @@ use crate::sync::CachePadded;
 
 #[derive(Debug)]
 pub(crate) struct Lane {
-    in_flight: CachePadded<AtomicU32>,
+    /// Permits out (low 32 bits), plus [`OWNED`] while the bulkhead lives. One word, so
+    /// that exactly one party sees the moment it becomes "unowned and no permit out" and
+    /// hands the lane back to the pool: the last permit to come back, or the bulkhead as
+    /// it goes.
+    in_flight: CachePadded<AtomicU64>,
     config: CachePadded<LaneConfig>,
     owner: Mutex<Weak<Shared>>,
 }
+
+/// Set in a lane's `in_flight` word while its bulkhead is alive.
+const OWNED: u64 = 1 << 63;
+const COUNT: u64 = u32::MAX as u64;
 
 #[derive(Debug)]
 struct LaneConfig {
     limit: AtomicU32,
     /// Callers in the FIFO queue.
     waiting: AtomicU32,
-    /// The bulkhead that owns the lane is still alive.
-    owned: AtomicBool,
-    /// The lane has been handed back to the pool (guards against handing it back twice).
-    pooled: AtomicBool,
 }
 
 static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
@@ -61,47 +65,34 @@ impl Lane {
     fn acquire(limit: u32) -> &'static Lane {
         let lane = lock(&FREE_LANES).pop().unwrap_or_else(|| {
             Box::leak(Box::new(Lane {
-                in_flight: CachePadded::new(AtomicU32::new(0)),
+                in_flight: CachePadded::new(AtomicU64::new(0)),
                 config: CachePadded::new(LaneConfig {
                     limit: AtomicU32::new(0),
                     waiting: AtomicU32::new(0),
-                    owned: AtomicBool::new(false),
-                    pooled: AtomicBool::new(false),
                 }),
                 owner: Mutex::new(Weak::new()),
             }))
         });
         lane.config.limit.store(limit, Ordering::SeqCst);
         lane.config.waiting.store(0, Ordering::SeqCst);
-        lane.config.pooled.store(false, Ordering::SeqCst);
-        lane.config.owned.store(true, Ordering::SeqCst);
+        // A pooled lane has no permit out and no owner: its word is exactly zero.
+        lane.in_flight.store(OWNED, Ordering::SeqCst);
         lane
     }
 
     /// The bulkhead is gone: pool the lane now if no permit is out, else the last permit
-    /// to come back pools it.
+    /// to come back pools it (see `release`).
     fn disown(&'static self) {
         *lock(&self.owner) = Weak::new();
-        self.config.owned.store(false, Ordering::SeqCst);
-        if self.in_flight.load(Ordering::SeqCst) == 0 {
-            self.pool();
-        }
-    }
-
-    fn pool(&'static self) {
-        if self
-            .config
-            .pooled
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
+        let before = self.in_flight.fetch_and(!OWNED, Ordering::SeqCst);
+        if before == OWNED {
             lock(&FREE_LANES).push(self);
         }
     }
 
     #[inline]
     pub(crate) fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Acquire)
+        (self.in_flight.load(Ordering::Acquire) & COUNT) as u32
     }
 
     #[inline]
@@ -125,10 +116,12 @@ impl Lane {
     /// Take a permit if one is free, whoever is queued (for granting to the queue).
     #[inline]
     fn take_free(&self) -> bool {
-        let limit = self.config.limit.load(Ordering::Acquire);
-        let mut current = self.in_flight.load(Ordering::Relaxed);
+        let limit = u64::from(self.config.limit.load(Ordering::Acquire));
+        // `SeqCst`: the enqueue/release handshake (module docs) needs this load ordered
+        // after the waiter's store of `waiting`, on every architecture.
+        let mut current = self.in_flight.load(Ordering::SeqCst);
         loop {
-            if current >= limit {
+            if current & COUNT >= limit {
                 return false;
             }
             match self.in_flight.compare_exchange_weak(
@@ -147,10 +140,11 @@ impl Lane {
     #[inline]
     pub(crate) fn release(&'static self) {
         let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.config.waiting.load(Ordering::SeqCst) != 0 {
+        if before == 1 {
+            // The last permit of a bulkhead that is gone: nobody else can see this.
+            lock(&FREE_LANES).push(self);
+        } else if self.config.waiting.load(Ordering::SeqCst) != 0 {
             self.grant_queued();
-        } else if before == 1 && !self.config.owned.load(Ordering::SeqCst) {
-            self.pool();
         }
     }
 
@@ -197,6 +191,12 @@ pub(crate) enum Enqueued {
     Queued(Arc<Waiter>),
     /// The queue is at its bound.
     Full,
+}
+
+fn wake(wakers: Vec<Waker>) {
+    for waker in wakers {
+        waker.wake();
+    }
 }
 
 // ===== shared state =====
@@ -325,7 +325,9 @@ impl Shared {
             .store(queue.len() as u32, Ordering::SeqCst);
         // A permit may have been freed between the failed fast attempt and joining the
         // queue; the releaser may not have seen us yet.
-        self.grant_locked(&mut queue);
+        let granted = self.grant_locked(&mut queue);
+        drop(queue);
+        wake(granted);
         if waiter.is_granted() {
             Enqueued::Granted
         } else {
@@ -336,15 +338,21 @@ impl Shared {
     /// Hand free permits to the front of the queue.
     pub(crate) fn grant_queued(&self) {
         let mut queue = lock(&self.queue);
-        self.grant_locked(&mut queue);
+        let granted = self.grant_locked(&mut queue);
+        drop(queue);
+        wake(granted);
     }
 
-    fn grant_locked(&self, queue: &mut VecDeque<Arc<Waiter>>) {
+    /// Grant free permits to the front of the queue; returns the wakers of the callers
+    /// granted, to wake once the queue's lock is released (a waker may run code, even
+    /// drop a permit, which takes this lock again).
+    fn grant_locked(&self, queue: &mut VecDeque<Arc<Waiter>>) -> Vec<Waker> {
+        let mut wakers = Vec::new();
         while !queue.is_empty() && self.lane.take_free() {
             if let Some(waiter) = queue.pop_front() {
                 waiter.granted.store(true, Ordering::Release);
                 if let Some(waker) = lock(&waiter.waker).take() {
-                    waker.wake();
+                    wakers.push(waker);
                 }
             }
         }
@@ -352,6 +360,7 @@ impl Shared {
             .config
             .waiting
             .store(queue.len() as u32, Ordering::SeqCst);
+        wakers
     }
 
     /// A waiter gives up (timed out or dropped). Returns whether it had been granted a
@@ -367,7 +376,9 @@ impl Shared {
             .waiting
             .store(queue.len() as u32, Ordering::SeqCst);
         // Leaving may unblock the queue for callers behind it.
-        self.grant_locked(&mut queue);
+        let granted = self.grant_locked(&mut queue);
+        drop(queue);
+        wake(granted);
         false
     }
 
@@ -395,5 +406,44 @@ impl Shared {
         self.lane.config.limit.store(limit, Ordering::SeqCst);
         self.metrics.limit(limit);
         self.grant_queued();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many times `lane` sits in the pool.
+    fn pooled(lane: &'static Lane) -> usize {
+        lock(&FREE_LANES)
+            .iter()
+            .filter(|l| std::ptr::eq(**l, lane))
+            .count()
+    }
+
+    // The only unit test that takes lanes from the pool.
+    #[test]
+    fn a_lane_goes_back_to_the_pool_exactly_once_whoever_is_last() {
+        // The bulkhead goes first, with a permit out: the permit hands the lane back.
+        let shared = Shared::new(Arc::from("t"), 2, u32::MAX, None);
+        let lane = shared.lane;
+        assert!(lane.try_acquire());
+        assert!(lane.try_acquire());
+        drop(shared);
+        assert_eq!(pooled(lane), 0, "permits are out");
+        lane.release();
+        assert_eq!(pooled(lane), 0, "one permit is still out");
+        lane.release();
+        assert_eq!(pooled(lane), 1);
+
+        // The permits go first: the bulkhead hands the lane back as it goes.
+        let shared = Shared::new(Arc::from("t"), 2, u32::MAX, None);
+        let lane = shared.lane;
+        assert_eq!(pooled(lane), 0, "taken from the pool");
+        assert!(lane.try_acquire());
+        lane.release();
+        assert_eq!(pooled(lane), 0, "the bulkhead still owns it");
+        drop(shared);
+        assert_eq!(pooled(lane), 1);
     }
 }

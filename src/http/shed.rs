@@ -111,7 +111,9 @@ struct ShedHeaders {
 
 impl ShedHeaders {
     fn new(wait: Duration) -> Self {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0));
         let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         Self {
             retry_after: HeaderValue::from(secs),
