@@ -126,6 +126,25 @@ impl ConfigError {
         }
     }
 
+    /// `Ok` if `ok`, else the error for `component`'s `field`, with the reason built
+    /// only when needed. Shared by every builder's checks.
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "bulkhead")),
+        allow(dead_code)
+    )]
+    pub(crate) fn check(
+        component: &'static str,
+        ok: bool,
+        field: &'static str,
+        reason: impl FnOnce() -> String,
+    ) -> Result<(), ConfigError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(ConfigError::new(component, field, reason()))
+        }
+    }
+
     /// The layer whose configuration is wrong, e.g. `"circuit_breaker"`.
     pub fn component(&self) -> &'static str {
         self.component

@@ -2,6 +2,9 @@
 //! state stays consistent when many threads use one breaker.
 #![cfg(feature = "circuit-breaker")]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,22 +13,7 @@ use seawall::circuit_breaker::{CircuitBreakerLayer, Readiness, State};
 use seawall::BoxError;
 use tower::{Layer, ServiceExt};
 
-/// A small seeded generator (SplitMix64) so every task's choices are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use support::Rng;
 
 /// The downstream: fails or succeeds after a delay, as the request says.
 fn downstream(

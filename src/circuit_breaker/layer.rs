@@ -436,11 +436,7 @@ fn check(
     field: &'static str,
     reason: impl FnOnce() -> String,
 ) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new("circuit_breaker", field, reason()))
-    }
+    ConfigError::check("circuit_breaker", ok, field, reason)
 }
 
 fn check_rate(field: &'static str, rate: f64) -> Result<(), ConfigError> {

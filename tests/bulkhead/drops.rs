@@ -9,20 +9,7 @@ use seawall::bulkhead::BulkheadLayer;
 use seawall::BoxError;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::support::{Do, Downstream};
-
-/// A small seeded generator (SplitMix64), so every task's choices are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
+use crate::support::{Do, Downstream, Rng};
 
 #[tokio::test(start_paused = true)]
 async fn dropping_at_every_point_gives_the_permit_back() {

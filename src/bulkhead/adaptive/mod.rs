@@ -242,11 +242,7 @@ fn check(
     field: &'static str,
     reason: impl FnOnce() -> String,
 ) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new("adaptive", field, reason()))
-    }
+    ConfigError::check("adaptive", ok, field, reason)
 }
 
 fn check_limits(initial: u32, min: u32, max: u32) -> Result<(), ConfigError> {
