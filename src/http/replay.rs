@@ -88,4 +88,8 @@ impl<B, R: Replay<Request<B>>> Replay<Request<B>> for IdempotentReplay<R> {
             None
         }
     }
+
+    fn can_replay(&self, copy: &Request<B>) -> bool {
+        self.inner.can_replay(copy)
+    }
 }

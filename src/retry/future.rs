@@ -85,7 +85,9 @@ where
                         &result,
                         *this.attempts,
                         *this.previous_delay,
-                        this.request.is_some(),
+                        this.request
+                            .as_ref()
+                            .is_some_and(|copy| policy.replay.can_replay(copy)),
                     ) else {
                         return Poll::Ready(result);
                     };
