@@ -23,6 +23,9 @@ pub use crate::bulkhead::error::BulkheadFull;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub use crate::circuit_breaker::error::CircuitOpen;
+#[cfg(all(feature = "http", feature = "retry"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "http", feature = "retry"))))]
+pub use crate::http::replay_body::ReplayBodyError;
 
 /// Whether `err`, or any error in its [`source`](Error::source) chain, is a local
 /// rejection by a seawall layer: the call was refused before anything was sent.

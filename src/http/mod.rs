@@ -5,6 +5,8 @@
 //!   still counts against the limit.
 //! - `IdempotentReplay` (with the `retry` feature): retry only the requests that are safe
 //!   to send twice (idempotent methods, or an `Idempotency-Key` header).
+//! - `ReplayBodyLayer` and `BodyReplay` (with the `retry` feature): buffer streamed
+//!   request bodies (up to 64 KiB by default) so that a retry can send them again.
 //! - [`pushback`]: parse `Retry-After` and `grpc-retry-pushback-ms`, never trusting them.
 //! - [`ShedLoadLayer`]: a server (axum, tonic, hyper) that answers requests over its
 //!   limit at once with 503 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before doing
@@ -39,10 +41,14 @@
 pub mod pushback;
 #[cfg(feature = "retry")]
 mod replay;
+#[cfg(feature = "retry")]
+pub mod replay_body;
 mod shed;
 
 #[cfg(feature = "retry")]
 pub use self::replay::{is_idempotent, IdempotentReplay, IDEMPOTENCY_KEY};
+#[cfg(feature = "retry")]
+pub use self::replay_body::{BodyReplay, ReplayBody, ReplayBodyLayer, ReplayBodyService};
 pub use self::shed::{ShedFuture, ShedLoad, ShedLoadLayer};
 
 use std::fmt;
