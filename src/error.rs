@@ -26,6 +26,12 @@ pub use crate::circuit_breaker::error::CircuitOpen;
 #[cfg(all(feature = "http", feature = "retry"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "http", feature = "retry"))))]
 pub use crate::http::replay_body::ReplayBodyError;
+#[cfg(feature = "throttle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+pub use crate::throttle::error::Throttled;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub use crate::timeout::error::{DeadlineExceeded, Elapsed};
 
 /// Whether `err`, or any error in its [`source`](Error::source) chain, is a local
 /// rejection by a seawall layer: the call was refused before anything was sent.
@@ -66,6 +72,14 @@ fn is_rejection_type(err: &(dyn Error + 'static)) -> bool {
     if err.is::<BulkheadFull>() {
         return true;
     }
+    #[cfg(feature = "throttle")]
+    if err.is::<Throttled>() {
+        return true;
+    }
+    #[cfg(feature = "timeout")]
+    if let Some(exceeded) = err.downcast_ref::<DeadlineExceeded>() {
+        return !exceeded.was_sent();
+    }
     let _ = err;
     false
 }
@@ -91,6 +105,14 @@ pub(crate) fn is_rejection_any<E: 'static>(err: &E) -> bool {
     #[cfg(feature = "bulkhead")]
     if any.is::<BulkheadFull>() {
         return true;
+    }
+    #[cfg(feature = "throttle")]
+    if any.is::<Throttled>() {
+        return true;
+    }
+    #[cfg(feature = "timeout")]
+    if let Some(exceeded) = any.downcast_ref::<DeadlineExceeded>() {
+        return !exceeded.was_sent();
     }
     false
 }

@@ -100,11 +100,28 @@ pub mod http;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(feature = "throttle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+pub mod throttle;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub mod timeout;
 
 // Internal helpers, compiled with the layers that use them.
-#[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "retry"))]
+#[cfg(any(
+    feature = "circuit-breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "throttle"
+))]
 mod sync;
-#[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "retry"))]
+#[cfg(any(
+    feature = "circuit-breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "throttle",
+    feature = "timeout"
+))]
 mod time;
 
 /// The error type of seawall's layers that reject calls on their own: tower's

@@ -1,0 +1,3 @@
+//! Client-side adaptive throttling (work in progress).
+
+pub mod error;

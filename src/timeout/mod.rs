@@ -1,0 +1,3 @@
+//! Timeouts and deadlines (work in progress).
+
+pub mod error;
