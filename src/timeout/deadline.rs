@@ -1,0 +1,183 @@
+//! The deadline of the call in progress, shared by every layer polled on its task.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+tokio::task_local! {
+    /// The deadline of the call being made on this task, set by a `DeadlineService`, a
+    /// server-side deadline layer or `Deadline::scope`.
+    static DEADLINE: Instant;
+}
+
+/// How far away a deadline "never" is: about 30 years, like tokio's own far future. A
+/// timeout too large to add to `Instant::now()` becomes this.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The instant by which a call must be done, shared by every attempt, backoff and hedge
+/// of the call, and by the calls its handler makes in turn.
+///
+/// The deadline of the call in progress travels in a tokio task-local:
+/// [`DeadlineLayer`](super::DeadlineLayer) sets it for everything it wraps, a server-side
+/// layer sets it from the incoming request (see `seawall::http::ServerDeadlineLayer`),
+/// and [`Deadline::scope`] sets it by hand. Every layer polled on the same task sees it
+/// with [`Deadline::current`]: the attempt timeout is capped by it, a retry starts no
+/// wait it cannot finish, and `seawall::http::PropagateDeadlineLayer` writes what is left
+/// of it into the outgoing request.
+///
+/// A task-local does not cross `tokio::spawn`: a layer below a `tower::buffer::Buffer`
+/// (which runs its service on a task of its own) does not see the caller's deadline.
+///
+/// ```
+/// use seawall::timeout::Deadline;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// assert_eq!(Deadline::current(), None, "no call in progress");
+/// let deadline = Deadline::after(Duration::from_secs(2));
+/// deadline
+///     .scope(async {
+///         assert_eq!(Deadline::current(), Some(deadline));
+///         tokio::time::sleep(Duration::from_millis(500)).await;
+///         assert_eq!(Deadline::current().unwrap().remaining(), Duration::from_millis(1500));
+///     })
+///     .await;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    /// A deadline at `instant`.
+    pub fn at(instant: Instant) -> Self {
+        Self { at: instant }
+    }
+
+    /// A deadline `timeout` from now. A timeout too large to represent (say
+    /// `Duration::MAX`) is a deadline about 30 years away, which never comes.
+    ///
+    /// ```
+    /// use seawall::timeout::Deadline;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// assert_eq!(Deadline::after(Duration::from_secs(1)).remaining(), Duration::from_secs(1));
+    /// assert!(!Deadline::after(Duration::MAX).is_expired());
+    /// # }
+    /// ```
+    pub fn after(timeout: Duration) -> Self {
+        Self::at(after(Instant::now(), timeout))
+    }
+
+    /// The deadline of the call in progress on this task, if any; see the
+    /// [type docs](Self).
+    ///
+    /// ```
+    /// assert_eq!(seawall::timeout::Deadline::current(), None);
+    /// ```
+    pub fn current() -> Option<Self> {
+        current_instant().map(Self::at)
+    }
+
+    /// When the deadline is.
+    pub fn instant(&self) -> Instant {
+        self.at
+    }
+
+    /// The time left until the deadline (zero once it has passed).
+    ///
+    /// ```
+    /// use seawall::timeout::Deadline;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let deadline = Deadline::after(Duration::from_millis(100));
+    /// tokio::time::advance(Duration::from_millis(150)).await;
+    /// assert_eq!(deadline.remaining(), Duration::ZERO);
+    /// assert!(deadline.is_expired());
+    /// # }
+    /// ```
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        self.at <= Instant::now()
+    }
+
+    /// Run `future` with this deadline as the current one, or with the current one if
+    /// that is earlier: a deadline inherited from the caller is never extended.
+    ///
+    /// ```
+    /// use seawall::timeout::Deadline;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let outer = Deadline::after(Duration::from_secs(1));
+    /// outer
+    ///     .scope(async move {
+    ///         Deadline::after(Duration::from_secs(60))
+    ///             .scope(async move { assert_eq!(Deadline::current(), Some(outer)) })
+    ///             .await
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
+        let at = match current_instant() {
+            Some(current) => current.min(self.at),
+            None => self.at,
+        };
+        Scoped {
+            future,
+            deadline: at,
+        }
+    }
+}
+
+pin_project! {
+    /// A future run with a deadline as the current one; see [`Deadline::scope`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Scoped<F> {
+        #[pin]
+        future: F,
+        deadline: Instant,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let future = this.future;
+        in_scope(*this.deadline, || future.poll(cx))
+    }
+}
+
+/// The current deadline, as an instant: one task-local read, no clock.
+#[inline]
+pub(crate) fn current_instant() -> Option<Instant> {
+    DEADLINE.try_with(|at| *at).ok()
+}
+
+/// Run `f` with `deadline` as the current deadline.
+#[inline]
+pub(crate) fn in_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
+    DEADLINE.sync_scope(deadline, f)
+}
+
+/// `now + timeout`, or the far future if that cannot be represented.
+pub(crate) fn after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
