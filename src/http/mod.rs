@@ -7,6 +7,10 @@
 //!   to send twice (idempotent methods, or an `Idempotency-Key` header).
 //! - `ReplayBodyLayer` and `BodyReplay` (with the `retry` feature): buffer streamed
 //!   request bodies (up to 64 KiB by default) so that a retry can send them again.
+//! - [`deadline`] (with the `timeout` feature): `PropagateDeadlineLayer` writes what is
+//!   left of the call's deadline into outgoing requests (`grpc-timeout`, or
+//!   `x-request-timeout-ms`); `ServerDeadlineLayer` reads it on the server, capped, and
+//!   makes it the deadline of the handler's own outgoing calls.
 //! - [`pushback`]: parse `Retry-After` and `grpc-retry-pushback-ms`, never trusting them.
 //! - [`ShedLoadLayer`]: a server (axum, tonic, hyper) that answers requests over its
 //!   limit at once with 503 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before doing
@@ -38,6 +42,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "timeout")]
+pub mod deadline;
 pub mod pushback;
 #[cfg(feature = "retry")]
 mod replay;
@@ -49,6 +55,11 @@ mod shed;
 pub use self::replay::{is_idempotent, IdempotentReplay, IDEMPOTENCY_KEY};
 #[cfg(feature = "retry")]
 pub use self::replay_body::{BodyReplay, ReplayBody, ReplayBodyLayer, ReplayBodyService};
+#[cfg(feature = "timeout")]
+pub use self::deadline::{
+    PropagateDeadline, PropagateDeadlineLayer, PropagateFuture, ServerDeadline,
+    ServerDeadlineBuilder, ServerDeadlineLayer,
+};
 pub use self::shed::{ShedFuture, ShedLoad, ShedLoadLayer};
 
 use std::fmt;

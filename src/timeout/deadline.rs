@@ -137,7 +137,7 @@ impl Deadline {
         };
         Scoped {
             future,
-            deadline: at,
+            deadline: Some(at),
         }
     }
 }
@@ -149,7 +149,14 @@ pin_project! {
     pub struct Scoped<F> {
         #[pin]
         future: F,
-        deadline: Instant,
+        deadline: Option<Instant>,
+    }
+}
+
+impl<F> Scoped<F> {
+    /// `future` with `deadline` as the current one, or as it is with none.
+    pub(crate) fn new(future: F, deadline: Option<Instant>) -> Self {
+        Self { future, deadline }
     }
 }
 
@@ -159,7 +166,10 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let future = this.future;
-        in_scope(*this.deadline, || future.poll(cx))
+        match *this.deadline {
+            Some(deadline) => in_scope(deadline, || future.poll(cx)),
+            None => future.poll(cx),
+        }
     }
 }
 

@@ -38,4 +38,5 @@ mod layer;
 pub use self::deadline::{Deadline, Scoped};
 pub use self::layer::{DeadlineLayer, DeadlineService, Timeout, TimeoutLayer};
 
-pub(crate) use self::deadline::current_instant;
+#[cfg_attr(not(feature = "http"), allow(unused_imports))]
+pub(crate) use self::deadline::{after, current_instant, in_scope};
