@@ -1,0 +1,274 @@
+//! Per-attempt timeouts and the call's deadline: every rule, on paused time.
+#![cfg(feature = "timeout")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use seawall::error::{is_rejection, DeadlineExceeded, Elapsed};
+use seawall::timeout::{Deadline, DeadlineLayer, TimeoutLayer};
+use seawall::BoxError;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A service that answers after `delay`, counting calls and futures dropped unfinished.
+#[derive(Clone, Default)]
+struct Slow {
+    delay: Duration,
+    calls: Arc<AtomicU32>,
+    cancelled: Arc<AtomicU32>,
+}
+
+struct CancelGuard(Arc<AtomicU32>, bool);
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Slow {
+    fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn cancelled(&self) -> u32 {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Service<u32> for Slow {
+    type Response = u32;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay;
+        let guard = CancelGuard(self.cancelled.clone(), false);
+        Box::pin(async move {
+            // Move the whole guard in (not just the field the block writes).
+            let mut guard = guard;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            guard.1 = true;
+            Ok(n)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_within_its_timeout_answers() {
+    let svc = TimeoutLayer::new(100 * MS)
+        .unwrap()
+        .layer(Slow::new(99 * MS));
+    assert_eq!(svc.oneshot(7).await.unwrap(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_ready_at_once_answers() {
+    let svc = TimeoutLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::ZERO));
+    assert_eq!(svc.oneshot(7).await.unwrap(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_dropped_at_its_timeout() {
+    let slow = Slow::new(Duration::from_secs(10));
+    let svc = TimeoutLayer::new(250 * MS).unwrap().layer(slow.clone());
+    let start = Instant::now();
+    let error = svc.oneshot(1).await.unwrap_err();
+    assert_eq!(start.elapsed(), 250 * MS);
+    assert_eq!(
+        error.downcast_ref::<Elapsed>(),
+        Some(&Elapsed::new(250 * MS))
+    );
+    assert!(!is_rejection(&*error), "the attempt was sent");
+    assert_eq!(slow.cancelled(), 1, "the attempt's future was dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_timeout_is_capped_by_what_is_left_of_the_deadline() {
+    let svc = TimeoutLayer::new(Duration::from_secs(5))
+        .unwrap()
+        .layer(Slow::new(Duration::from_secs(10)));
+    let start = Instant::now();
+    let error = Deadline::after(300 * MS)
+        .scope(svc.oneshot(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        300 * MS,
+        "the deadline, not the 5 s timeout"
+    );
+    let exceeded = error.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert!(exceeded.was_sent());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_own_timeout_wins_when_it_is_shorter_than_the_deadline() {
+    let svc = TimeoutLayer::new(100 * MS)
+        .unwrap()
+        .layer(Slow::new(Duration::from_secs(10)));
+    let error = Deadline::after(Duration::from_secs(5))
+        .scope(svc.oneshot(1))
+        .await
+        .unwrap_err();
+    assert!(error.downcast_ref::<Elapsed>().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_past_its_deadline_is_not_sent() {
+    let slow = Slow::new(MS);
+    let svc = TimeoutLayer::new(Duration::from_secs(1))
+        .unwrap()
+        .layer(slow.clone());
+    let deadline = Deadline::after(10 * MS);
+    tokio::time::advance(10 * MS).await;
+    let error = deadline.scope(svc.oneshot(1)).await.unwrap_err();
+    let exceeded = error.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert!(!exceeded.was_sent());
+    assert!(is_rejection(&*error), "a local rejection: nothing was sent");
+    assert_eq!(slow.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_the_whole_call_and_drops_it() {
+    let slow = Slow::new(Duration::from_secs(10));
+    let svc = DeadlineLayer::new(Duration::from_secs(2))
+        .unwrap()
+        .layer(slow.clone());
+    let start = Instant::now();
+    let error = svc.oneshot(1).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert!(error.downcast_ref::<DeadlineExceeded>().unwrap().was_sent());
+    assert_eq!(slow.cancelled(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_layers_see_the_deadline_on_every_poll() {
+    let svc = DeadlineLayer::new(Duration::from_secs(2))
+        .unwrap()
+        .layer(tower::service_fn(|_: ()| async {
+            let at_call = Deadline::current().unwrap().remaining();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let later = Deadline::current().unwrap().remaining();
+            Ok::<_, BoxError>((at_call, later))
+        }));
+    let (at_call, later) = svc.oneshot(()).await.unwrap();
+    assert_eq!(at_call, Duration::from_secs(2));
+    assert_eq!(later, Duration::from_millis(1500));
+    assert_eq!(Deadline::current(), None, "restored after the call");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_inherited_deadline_wins_and_a_later_one_is_not_extended() {
+    let svc = DeadlineLayer::new(Duration::from_secs(2))
+        .unwrap()
+        .layer(tower::service_fn(|_: ()| async {
+            Ok::<_, BoxError>(Deadline::current().unwrap().remaining())
+        }));
+    let tighter = Deadline::after(Duration::from_millis(500))
+        .scope(svc.clone().oneshot(()))
+        .await
+        .unwrap();
+    assert_eq!(tighter, Duration::from_millis(500));
+    let looser = Deadline::after(Duration::from_secs(60))
+        .scope(svc.oneshot(()))
+        .await
+        .unwrap();
+    assert_eq!(looser, Duration::from_secs(2), "the layer's own is earlier");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_inherited_deadline_passed_fails_unsent() {
+    let slow = Slow::new(MS);
+    let svc = DeadlineLayer::new(Duration::from_secs(2))
+        .unwrap()
+        .layer(slow.clone());
+    let deadline = Deadline::after(MS);
+    tokio::time::advance(2 * MS).await;
+    let error = deadline.scope(svc.oneshot(1)).await.unwrap_err();
+    assert!(is_rejection(&*error));
+    assert_eq!(slow.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_errors_pass_through_unchanged() {
+    let svc = DeadlineLayer::new(Duration::from_secs(1)).unwrap().layer(
+        TimeoutLayer::new(Duration::from_secs(1))
+            .unwrap()
+            .layer(tower::service_fn(|_: ()| async {
+                Err::<(), BoxError>("connection reset".into())
+            })),
+    );
+    let error = svc.oneshot(()).await.unwrap_err();
+    assert_eq!(error.to_string(), "connection reset");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_drops_its_attempt_and_leaves_no_deadline_behind() {
+    let slow = Slow::new(Duration::from_secs(10));
+    let svc = DeadlineLayer::new(Duration::from_secs(5)).unwrap().layer(
+        TimeoutLayer::new(Duration::from_secs(5))
+            .unwrap()
+            .layer(slow.clone()),
+    );
+    let call = svc.oneshot(1);
+    // The caller gives up after 1 s.
+    assert!(tokio::time::timeout(Duration::from_secs(1), call)
+        .await
+        .is_err());
+    assert_eq!(slow.cancelled(), 1);
+    assert_eq!(Deadline::current(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_timeouts_never_fire_and_never_panic() {
+    let svc = DeadlineLayer::new(Duration::MAX).unwrap().layer(
+        TimeoutLayer::new(Duration::MAX)
+            .unwrap()
+            .layer(Slow::new(Duration::from_secs(3600))),
+    );
+    assert_eq!(svc.oneshot(3).await.unwrap(), 3);
+}
+
+#[test]
+fn zero_timeouts_are_config_errors() {
+    let err = TimeoutLayer::new(Duration::ZERO).unwrap_err();
+    assert_eq!((err.component(), err.field()), ("timeout", "timeout"));
+    let err = DeadlineLayer::new(Duration::ZERO).unwrap_err();
+    assert_eq!((err.component(), err.field()), ("deadline", "timeout"));
+}
+
+#[test]
+fn services_and_futures_are_send_sync_and_static() {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<seawall::timeout::Timeout<Slow>>();
+    send_sync_static::<seawall::timeout::DeadlineService<Slow>>();
+    fn send_static<T: Send + 'static>() {}
+    send_static::<seawall::timeout::future::ResponseFuture<<Slow as Service<u32>>::Future>>();
+    send_static::<seawall::timeout::future::DeadlineFuture<<Slow as Service<u32>>::Future>>();
+}
