@@ -21,13 +21,74 @@
 //! | `seawall_retry_attempts_total` | counter | `kind` = `first` / `retry` | attempts sent by a retry layer |
 //! | `seawall_retry_budget_denials_total` | counter | | retries the budget refused (the caller got the failure) |
 //! | `seawall_retry_delay_seconds` | histogram | | the wait before each retry (backoff or pushback) |
+//! | `seawall_retry_attempts_total` | counter | `kind` = `hedge` | hedges sent by a hedge layer (the same counter as the retry layer's attempts) |
+//! | `seawall_hedge_wins_total` | counter | | calls answered by a hedge rather than the first attempt |
+//! | `seawall_hedge_budget_denials_total` | counter | | hedges the budget refused (the call waited for its attempts in flight) |
+//! | `seawall_hedge_delay_seconds` | gauge | | the current hedge delay (fixed, or the latest percentile); NaN while too few latencies are known to hedge |
+//! | `seawall_throttle_rejections_total` | counter | | calls a throttle refused with `Throttled` |
+//! | `seawall_throttle_probability` | gauge | | a throttle's rejection probability, set on each call while above zero and once when it falls back to zero |
 
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use breaker::BreakerMetrics;
+#[cfg(feature = "throttle")]
+pub(crate) use throttle::ThrottleMetrics;
 #[cfg(feature = "bulkhead")]
 pub(crate) use bulkhead::{BulkheadMetrics, PermitMetrics};
 #[cfg(feature = "retry")]
 pub(crate) use retry::RetryMetrics;
+#[cfg(feature = "hedge")]
+pub(crate) use hedge::HedgeMetrics;
+
+#[cfg(feature = "throttle")]
+mod throttle {
+    #[cfg(feature = "metrics")]
+    #[derive(Debug)]
+    pub(crate) struct ThrottleMetrics {
+        rejections: metrics::Counter,
+        probability: metrics::Gauge,
+    }
+
+    #[cfg(feature = "metrics")]
+    impl ThrottleMetrics {
+        pub(crate) fn new(policy: &std::sync::Arc<str>) -> Self {
+            let this = Self {
+                rejections: metrics::counter!(
+                    "seawall_throttle_rejections_total",
+                    "policy" => policy.to_string()
+                ),
+                probability: metrics::gauge!(
+                    "seawall_throttle_probability",
+                    "policy" => policy.to_string()
+                ),
+            };
+            this.probability.set(0.0);
+            this
+        }
+
+        pub(crate) fn throttled(&self) {
+            self.rejections.increment(1);
+        }
+
+        pub(crate) fn probability(&self, probability: f64) {
+            self.probability.set(probability);
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[derive(Debug)]
+    pub(crate) struct ThrottleMetrics;
+
+    #[cfg(not(feature = "metrics"))]
+    impl ThrottleMetrics {
+        pub(crate) fn new(_policy: &std::sync::Arc<str>) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn throttled(&self) {}
+        #[inline(always)]
+        pub(crate) fn probability(&self, _probability: f64) {}
+    }
+}
 
 #[cfg(feature = "circuit-breaker")]
 mod breaker {
@@ -294,5 +355,82 @@ mod retry {
         pub(crate) fn delay(&self, _delay: Duration) {}
         #[inline(always)]
         pub(crate) fn denied(&self) {}
+    }
+}
+
+#[cfg(feature = "hedge")]
+mod hedge {
+    use std::time::Duration;
+
+    #[cfg(feature = "metrics")]
+    #[derive(Debug)]
+    pub(crate) struct HedgeMetrics {
+        hedges: metrics::Counter,
+        wins: metrics::Counter,
+        denials: metrics::Counter,
+        delay: metrics::Gauge,
+    }
+
+    #[cfg(feature = "metrics")]
+    impl HedgeMetrics {
+        pub(crate) fn new(policy: &str) -> Self {
+            Self {
+                hedges: metrics::counter!(
+                    "seawall_retry_attempts_total",
+                    "policy" => policy.to_owned(),
+                    "kind" => "hedge"
+                ),
+                wins: metrics::counter!(
+                    "seawall_hedge_wins_total",
+                    "policy" => policy.to_owned()
+                ),
+                denials: metrics::counter!(
+                    "seawall_hedge_budget_denials_total",
+                    "policy" => policy.to_owned()
+                ),
+                delay: metrics::gauge!(
+                    "seawall_hedge_delay_seconds",
+                    "policy" => policy.to_owned()
+                ),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn hedge(&self) {
+            self.hedges.increment(1);
+        }
+
+        pub(crate) fn won(&self) {
+            self.wins.increment(1);
+        }
+
+        pub(crate) fn denied(&self) {
+            self.denials.increment(1);
+        }
+
+        /// The delay now; `None`: not hedging (NaN).
+        pub(crate) fn delay(&self, delay: Option<Duration>) {
+            self.delay
+                .set(delay.map_or(f64::NAN, |delay| delay.as_secs_f64()));
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[derive(Debug)]
+    pub(crate) struct HedgeMetrics;
+
+    #[cfg(not(feature = "metrics"))]
+    impl HedgeMetrics {
+        pub(crate) fn new(_policy: &str) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn hedge(&self) {}
+        #[inline(always)]
+        pub(crate) fn won(&self) {}
+        #[inline(always)]
+        pub(crate) fn denied(&self) {}
+        #[inline(always)]
+        pub(crate) fn delay(&self, _delay: Option<Duration>) {}
     }
 }

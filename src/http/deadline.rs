@@ -5,7 +5,7 @@
 //! (`content-type: application/grpc...`), and a header of your choice (default
 //! [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole milliseconds) on the others. A
 //! request whose deadline has passed fails at once with
-//! [`DeadlineExceeded`](crate::error::DeadlineExceeded) and is not sent.
+//! [`DeadlineExceeded`] and is not sent.
 //!
 //! On the server, [`ServerDeadlineLayer`] reads the incoming value, caps it (default
 //! 30 s), and makes it the deadline of the handler: the handler's own outgoing calls,
