@@ -1,6 +1,7 @@
 //! Tower middleware that keeps one failing service from taking down the ones that call
-//! it: circuit breakers (now), and bulkheads, budgeted retries, timeouts and deadlines
-//! (coming), composed in the order a service mesh would use.
+//! it: circuit breakers, bulkheads, budgeted retries and hedges, timeouts, deadlines that
+//! travel across services, and client-side throttling, composed in the order a service
+//! mesh would use.
 //!
 //! Wrap the client of each downstream once, and a downstream that fails or hangs costs
 //! its callers a fast, typed error instead of their threads, connections and latency.
@@ -51,6 +52,15 @@
 //!   server pushback; including outcomes known only at the end of a stream.
 //! - [`error`]: every rejection type, [`is_rejection`](error::is_rejection), and
 //!   [`ConfigError`](error::ConfigError).
+//! - [`hedge`]: a copy of a slow idempotent request after a fixed delay or a latency
+//!   percentile, charged to a retry budget; the first success wins.
+//! - [`retry`]: retries bounded by a budget, with jittered backoff, server pushback,
+//!   request replay (streamed HTTP bodies too) and idempotency rules.
+//! - [`throttle`]: client-side adaptive throttling (the Google SRE book's formula).
+//! - [`timeout`]: a timeout per attempt, and one deadline per call that every layer, and
+//!   the next service, sees.
+//! - `http` (feature `http`): permits held until a body ends, load shedding for servers,
+//!   `Retry-After` and gRPC pushback, replayable bodies, deadline headers.
 //!
 //! # Feature flags
 //!
@@ -59,7 +69,10 @@
 //! | `circuit-breaker` | yes | [`circuit_breaker`] |
 //! | `bulkhead` | yes | [`bulkhead`]: fixed and adaptive concurrency limits |
 //! | `retry` | yes | [`retry`]: budgeted retries with backoff and server pushback |
-//! | `http` | no | permits held until an HTTP response body ends; servers shedding load |
+//! | `hedge` | yes | [`hedge`]: budgeted hedged requests |
+//! | `timeout` | yes | [`timeout`]: attempt timeouts and deadlines |
+//! | `throttle` | yes | [`throttle`]: client-side adaptive throttling |
+//! | `http` | no | body-long permits, load shedding, pushback, body replay, deadline headers |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |
 //! | `full` | no | all of the above |

@@ -6,9 +6,7 @@
 #[path = "../benches/support/alloc_counter.rs"]
 mod alloc_counter;
 
-// The shared helpers need the breaker (for its own helpers); only the seeded `Rng` is
-// used here.
-#[cfg(feature = "circuit-breaker")]
+// Only the shared seeded `Rng` is used here.
 #[path = "support/mod.rs"]
 mod support;
 
@@ -709,7 +707,6 @@ async fn no_hedging_until_the_window_holds_min_samples() {
     assert_eq!(handle.snapshot().hedges, 1);
 }
 
-#[cfg(feature = "circuit-breaker")]
 #[tokio::test(start_paused = true)]
 async fn the_delay_is_the_percentile_of_a_known_distribution() {
     let mut rng = support::Rng(0x5eed);

@@ -77,12 +77,14 @@ where
 }
 
 /// Whether `result` is a `CircuitOpen` rejection.
+#[cfg(feature = "circuit-breaker")]
 pub fn is_open(result: &Result<&'static str, BoxError>) -> bool {
     matches!(result, Err(e) if e.is::<seawall::error::CircuitOpen>())
 }
 
 /// A breaker builder that trips after `failures` failures in a row (no failure-rate
 /// rule) and stays open for exactly `open` (no jitter).
+#[cfg(feature = "circuit-breaker")]
 pub fn trips_after(failures: u32, open: Duration) -> seawall::circuit_breaker::Builder {
     seawall::circuit_breaker::CircuitBreakerLayer::builder()
         .without_failure_rate()
