@@ -190,6 +190,37 @@ async fn a_hedge_wins_when_the_first_attempt_is_slow() {
     assert_eq!((b.deposits, b.withdrawals), (1, 1));
 }
 
+#[cfg(feature = "timeout")]
+#[tokio::test(start_paused = true)]
+async fn no_hedge_goes_out_that_the_deadline_leaves_less_time_than_the_delay() {
+    use seawall::timeout::Deadline;
+    let slow_first = |n| {
+        if n == 0 {
+            Answer::Ok(1_000)
+        } else {
+            Answer::Ok(10)
+        }
+    };
+    // 50 ms delay, 90 ms deadline: at 50 ms only 40 ms are left, less than the delay.
+    let replicas = Replicas::new(slow_first);
+    let layer = fixed(50).build().unwrap();
+    let svc = layer.layer(replicas.clone());
+    let call = Deadline::after(ms(90)).scope(svc.oneshot(0));
+    assert!(
+        tokio::time::timeout(ms(500), call).await.is_err(),
+        "still waiting for the first"
+    );
+    assert_eq!(replicas.calls(), 1, "no hedge");
+    assert_eq!(layer.budget().snapshot().withdrawals, 0);
+    // With 200 ms, the hedge has 150 ms left: it goes out and wins.
+    let replicas = Replicas::new(slow_first);
+    let layer = fixed(50).build().unwrap();
+    let svc = layer.layer(replicas.clone());
+    let result = Deadline::after(ms(200)).scope(svc.oneshot(0)).await;
+    assert_eq!(result.unwrap(), 1);
+    assert_eq!(replicas.calls(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_answer_before_the_delay_sends_no_hedge_and_spends_no_budget() {
     let replicas = Replicas::new(|_| Answer::Ok(30));

@@ -247,6 +247,16 @@ where
             if let Some(timer) = this.timer.as_mut().as_pin_mut() {
                 ready!(timer.poll(cx));
             }
+            // A hedge left less time by the call's deadline than the primary was given
+            // before it is unlikely to answer in time: it would only add load.
+            #[cfg(feature = "timeout")]
+            if let Some(deadline) = crate::timeout::current_instant() {
+                if deadline.saturating_duration_since(Instant::now()) <= hedging.delay {
+                    *this.hedging = None;
+                    this.timer.set(None);
+                    return Poll::Pending;
+                }
+            }
             // A buffered copy may not be whole (yet): then this call is not hedged.
             if !policy.replay.can_replay(&hedging.copy) {
                 *this.hedging = None;

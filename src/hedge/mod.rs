@@ -17,8 +17,12 @@
 //!   [retry layer](crate::retry) and this one so that retries and hedges *together* add
 //!   at most the budget's ratio to the load; see [Sharing a budget](#sharing-a-budget).
 //! - **Idempotent requests only**: the copy is made by a [`Replay`] (default
-//!   [`CloneRequest`]). A request it cannot copy is never hedged. For HTTP, pass `seawall::http::IdempotentReplay` (feature `http`): a
-//!   POST without an `Idempotency-Key` is then sent exactly once.
+//!   [`CloneRequest`]). A request it cannot copy is never hedged. For HTTP, pass
+//!   `seawall::http::IdempotentReplay` (feature `http`): a POST without an
+//!   `Idempotency-Key` is then sent exactly once.
+//! - **Within the deadline**: a hedge that the call's
+//!   [deadline](crate::timeout::Deadline) (feature `timeout`) would leave less time than
+//!   the delay the first attempt was given is not sent: it would only add load.
 //! - **What wins**: the first answer the [classifier](crate::classify) does not call a
 //!   failure: a success, or an answer that counts as neither (a 404 is as final from a
 //!   hedge as from the first attempt). A local rejection by a seawall layer below (an
