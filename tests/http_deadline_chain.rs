@@ -161,6 +161,48 @@ async fn a_hostile_deadline_is_capped_along_the_chain() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_server_deadline_never_extends_the_one_it_runs_under() {
+    use seawall::timeout::Deadline;
+    use tower::Layer;
+    let server = ServerDeadlineLayer::builder()
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, seawall::BoxError>(Deadline::current().map(|d| d.remaining()))
+        }));
+    let request = http::Request::get("/")
+        .header("x-request-timeout-ms", "5000")
+        .body(())
+        .unwrap();
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.oneshot(request))
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(Duration::from_millis(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn less_than_a_millisecond_left_is_not_sent() {
+    use seawall::timeout::Deadline;
+    use tower::Layer;
+    let sent = Arc::new(AtomicU32::new(0));
+    let client = {
+        let sent = sent.clone();
+        PropagateDeadlineLayer::new().layer(tower::service_fn(move |_: http::Request<()>| {
+            sent.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, seawall::BoxError>(()) }
+        }))
+    };
+    let deadline = Deadline::after(Duration::from_micros(999));
+    let error = deadline
+        .scope(client.oneshot(http::Request::new(())))
+        .await
+        .unwrap_err();
+    assert!(is_rejection(&*error));
+    assert_eq!(sent.load(Ordering::SeqCst), 0);
+}
+
 proptest! {
     #[test]
     fn grpc_timeouts_round_trip_rounded_down(nanos in any::<u64>()) {

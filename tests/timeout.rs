@@ -272,3 +272,21 @@ fn services_and_futures_are_send_sync_and_static() {
     send_static::<seawall::timeout::future::ResponseFuture<<Slow as Service<u32>>::Future>>();
     send_static::<seawall::timeout::future::DeadlineFuture<<Slow as Service<u32>>::Future>>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_future_built_outside_a_tighter_scope_never_extends_it() {
+    let svc = DeadlineLayer::new(Duration::from_secs(60))
+        .unwrap()
+        .layer(tower::service_fn(|_: ()| async {
+            Ok::<_, BoxError>(Deadline::current().unwrap().remaining())
+        }));
+    // Both futures are built with no deadline around them, then polled inside a 1 s one.
+    let scoped = Deadline::after(Duration::from_secs(60))
+        .scope(async { Deadline::current().unwrap().remaining() });
+    let call = svc.oneshot(());
+    let (seen_by_scope, seen_by_call) = Deadline::after(Duration::from_secs(1))
+        .scope(async { (scoped.await, call.await.unwrap()) })
+        .await;
+    assert_eq!(seen_by_scope, Duration::from_secs(1));
+    assert_eq!(seen_by_call, Duration::from_secs(1));
+}

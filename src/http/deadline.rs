@@ -3,8 +3,8 @@
 //! On the client, [`PropagateDeadlineLayer`] writes what is left of the call's
 //! [`Deadline`] into each outgoing request: `grpc-timeout` on gRPC requests
 //! (`content-type: application/grpc...`), and a header of your choice (default
-//! [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole milliseconds) on the others. A
-//! request whose deadline has passed fails at once with
+//! [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole milliseconds, rounded down) on
+//! the others. A request with less than a millisecond left fails at once with
 //! [`DeadlineExceeded`] and is not sent.
 //!
 //! On the server, [`ServerDeadlineLayer`] reads the incoming value, caps it (default
@@ -270,7 +270,9 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if let Some(deadline) = current_instant() {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            // Less than a millisecond left would be written as 0 ms, which some servers
+            // read as "no timeout": the call is as good as expired.
+            if remaining < Duration::from_millis(1) {
                 return PropagateFuture {
                     kind: PropagateKind::Rejected,
                 };

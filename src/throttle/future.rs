@@ -140,8 +140,9 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 let Some(recorder) = recorder.take() else {
-                    // Polled again after completion: a contract breach by the caller.
-                    // Answer without counting anything twice.
+                    // Polled again after completion (a contract breach by the caller,
+                    // reached only if the inner future tolerates it): answer without
+                    // counting anything twice.
                     return Poll::Ready(
                         result
                             .map(<C::Eos as ClassifyEos<T>>::passthrough)

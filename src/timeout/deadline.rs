@@ -179,9 +179,15 @@ pub(crate) fn current_instant() -> Option<Instant> {
     DEADLINE.try_with(|at| *at).ok()
 }
 
-/// Run `f` with `deadline` as the current deadline.
+/// Run `f` with `deadline` as the current deadline, or with the current one if that is
+/// earlier: a future built outside a tighter scope and polled inside it must not extend
+/// the caller's deadline.
 #[inline]
 pub(crate) fn in_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
+    let deadline = match current_instant() {
+        Some(current) => current.min(deadline),
+        None => deadline,
+    };
     DEADLINE.sync_scope(deadline, f)
 }
 
