@@ -213,19 +213,98 @@ async fn a_copy_reads_on_from_where_a_dropped_attempt_stopped() {
     );
 }
 
-#[tokio::test]
-async fn a_copy_sent_while_another_reads_the_source_fails_instead_of_sending_part() {
-    let first = ReplayBody::new(streamed(16, 4), 1024);
+/// A body whose chunks ("a", "b") become available at 0 ms and 100 ms.
+fn trickle() -> StreamBody<impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Unpin> {
+    StreamBody::new(Box::pin(stream::unfold(0_u8, |n| async move {
+        match n {
+            0 => Some((Ok(Frame::data(Bytes::from_static(b"a"))), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((Ok(Frame::data(Bytes::from_static(b"b"))), 2))
+            }
+            _ => None,
+        }
+    })))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_that_catches_up_with_the_reader_waits_for_it() {
+    let first = ReplayBody::new(trickle(), 1024);
     let second = first.try_clone().unwrap();
-    let mut first = std::pin::pin!(first);
-    first.frame().await.unwrap().unwrap();
-    let mut second = std::pin::pin!(second);
-    second.frame().await.unwrap().unwrap(); // the buffered chunk
-    let error = second.frame().await.unwrap().unwrap_err();
+    assert!(first.can_replay() && second.can_replay(), "both fresh");
+    let reader = tokio::spawn(read_all(first));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let follower = tokio::spawn(read_all(second));
+    let (first, second) = (reader.await.unwrap(), follower.await.unwrap());
+    assert_eq!(first.unwrap().0, "ab");
     assert_eq!(
-        error.downcast_ref::<ReplayBodyError>(),
-        Some(&ReplayBodyError::Busy)
+        second.unwrap().0,
+        "ab",
+        "the follower waited for the second chunk"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_takes_over_when_the_reader_is_dropped() {
+    let first = ReplayBody::new(trickle(), 1024);
+    let second = first.try_clone().unwrap();
+    let reader = tokio::spawn(read_all(first));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let follower = tokio::spawn(read_all(second));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    reader.abort(); // say, the hedge won and this attempt was cancelled
+    assert_eq!(follower.await.unwrap().unwrap().0, "ab");
+}
+
+#[cfg(feature = "hedge")]
+#[tokio::test(start_paused = true)]
+async fn a_hedge_and_its_first_attempt_both_send_the_whole_body() {
+    use seawall::hedge::HedgeLayer;
+    use std::sync::Mutex;
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicU32::new(0));
+    let replicas = {
+        let (bodies, calls) = (bodies.clone(), calls.clone());
+        tower::service_fn(move |request: http::Request<ReplayBody<_>>| {
+            let (bodies, n) = (bodies.clone(), calls.fetch_add(1, Ordering::SeqCst));
+            async move {
+                if n == 0 {
+                    // The first attempt is still connecting when the hedge goes out.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let body = read_all(request.into_body()).await.map(|(b, _)| b);
+                bodies
+                    .lock()
+                    .unwrap()
+                    .push((n, body.as_ref().map(|b| b.clone()).ok()));
+                if n == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                body.map(|_| n)
+            }
+        })
+    };
+    let svc = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::default())
+        .layer(
+            HedgeLayer::builder()
+                .delay(Duration::from_millis(20))
+                .replay(BodyReplay)
+                .build()
+                .unwrap(),
+        )
+        .service(replicas);
+    let started = tokio::time::Instant::now();
+    let answer = svc.oneshot(http::Request::new(trickle())).await.unwrap();
+    assert_eq!(
+        answer, 0,
+        "the first attempt, not broken by its hedge, answered first"
+    );
+    // The hedge read the source from 20 ms, and its second chunk came 100 ms later; the
+    // first attempt followed from the buffer (before the fix it failed instead).
+    assert_eq!(started.elapsed(), Duration::from_millis(120));
+    let bodies = bodies.lock().unwrap().clone();
+    assert!(bodies.contains(&(0, Some(Bytes::from_static(b"ab")))));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::error::Error;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request};
@@ -30,7 +30,8 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 ///
 /// Every copy shares the buffer. One copy at a time reads the source; a copy that
 /// reaches the end of the buffer takes the source over from a copy that was dropped
-/// before the end.
+/// before the end, or, while another copy is still reading it (a hedge and the attempt
+/// it hedges), waits for that copy to read more.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -74,6 +75,8 @@ struct State<B> {
     /// The buffer no longer holds the beginning of the body (it outgrew the limit or
     /// the source failed): no copy can be sent in full any more.
     spoiled: bool,
+    /// Copies that caught up with the buffer while another copy reads the source.
+    waiting: Vec<Waker>,
 }
 
 impl<B> Shared<B> {
@@ -96,6 +99,7 @@ impl<B: Body> ReplayBody<B> {
             source: if ended { None } else { Some(body) },
             ended,
             spoiled: false,
+            waiting: Vec::new(),
         };
         Self::from_shared(Arc::new(Shared {
             state: Mutex::new(state),
@@ -178,48 +182,62 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.source.is_none() {
-            if this.trailers_sent {
-                // This copy has sent the whole body.
-                return Poll::Ready(None);
+        let source = match this.source.as_mut() {
+            Some(source) => source,
+            None => {
+                if this.trailers_sent {
+                    // This copy has sent the whole body.
+                    return Poll::Ready(None);
+                }
+                let mut state = this.shared.lock();
+                if state.spoiled {
+                    return Poll::Ready(Some(Err(ReplayBodyError::Spoiled.into())));
+                }
+                // Send again what an earlier copy read.
+                if let Some(chunk) = state.chunks.get(this.replayed) {
+                    let chunk = chunk.clone();
+                    this.replayed += 1;
+                    this.sent += chunk.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                if state.ended {
+                    this.trailers_sent = true;
+                    return Poll::Ready(state.trailers.clone().map(|t| Ok(Frame::trailers(t))));
+                }
+                // Caught up with the buffer: read on from the source, or, while another
+                // copy is reading it (a hedge and the attempt it hedges), wait for that
+                // copy to add to the buffer, end, or hand the source back.
+                match state.source.take() {
+                    Some(source) => this.source.insert(source),
+                    None => {
+                        if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                            state.waiting.push(cx.waker().clone());
+                        }
+                        return Poll::Pending;
+                    }
+                }
             }
-            let mut state = this.shared.lock();
-            if state.spoiled {
-                return Poll::Ready(Some(Err(ReplayBodyError::Spoiled.into())));
-            }
-            // Send again what an earlier copy read.
-            if let Some(chunk) = state.chunks.get(this.replayed) {
-                let chunk = chunk.clone();
-                this.replayed += 1;
-                this.sent += chunk.len() as u64;
-                return Poll::Ready(Some(Ok(Frame::data(chunk))));
-            }
-            if state.ended {
-                this.trailers_sent = true;
-                return Poll::Ready(state.trailers.clone().map(|t| Ok(Frame::trailers(t))));
-            }
-            // Caught up with the buffer: read on from the source.
-            match state.source.take() {
-                Some(source) => this.source = Some(source),
-                None => return Poll::Ready(Some(Err(ReplayBodyError::Busy.into()))),
-            }
-        }
-        let Some(source) = this.source.as_mut() else {
-            return Poll::Ready(Some(Err(ReplayBodyError::Busy.into())));
         };
         let frame = ready!(Pin::new(&mut *source).poll_frame(cx));
         let at_end = source.is_end_stream();
         let mut state = this.shared.lock();
+        // Whatever happens next (a chunk, the end, a failure), copies waiting on this one
+        // have something new to see.
+        let waiting = std::mem::take(&mut state.waiting);
         let frame = match frame {
             None => {
                 state.ended = true;
                 this.source = None;
                 this.trailers_sent = true;
+                drop(state);
+                waiting.into_iter().for_each(Waker::wake);
                 return Poll::Ready(None);
             }
             Some(Err(error)) => {
                 // A source that failed cannot be read again: no copy can be whole.
                 spoil(&mut state);
+                drop(state);
+                waiting.into_iter().for_each(Waker::wake);
                 return Poll::Ready(Some(Err(error.into())));
             }
             Some(Ok(frame)) => frame.map_data(|mut data| data.copy_to_bytes(data.remaining())),
@@ -254,6 +272,8 @@ where
             // A kind of frame this buffer does not know how to keep.
             spoil(&mut state);
         }
+        drop(state);
+        waiting.into_iter().for_each(Waker::wake);
         Poll::Ready(Some(Ok(frame)))
     }
 
@@ -302,7 +322,12 @@ impl<B> Drop for ReplayBody<B> {
     fn drop(&mut self) {
         // Hand an unfinished source back, for the next copy to read on.
         if let Some(source) = self.source.take() {
-            self.shared.lock().source = Some(source);
+            let waiting = {
+                let mut state = self.shared.lock();
+                state.source = Some(source);
+                std::mem::take(&mut state.waiting)
+            };
+            waiting.into_iter().for_each(Waker::wake);
         }
     }
 }
@@ -320,23 +345,33 @@ impl<B> fmt::Debug for ReplayBody<B> {
     }
 }
 
-/// Why a copy of a [`ReplayBody`] failed while it was being sent. It happens only to a
-/// copy sent although [`ReplayBody::can_replay`] was false; the retry and hedge layers
-/// check first and never do.
+/// Why a copy of a [`ReplayBody`] failed while it was being sent: the body outgrew its
+/// buffer (or its source failed), so its beginning is gone.
+///
+/// The retry layer never sends such a copy (it checks [`ReplayBody::can_replay`] first).
+/// It can happen to a hedge or to the attempt it hedges: two copies sent before either
+/// read the body share it as it streams, and if the one reading the source finds the
+/// body larger than the buffer, the other cannot be completed.
+///
+/// ```
+/// use seawall::error::ReplayBodyError;
+///
+/// assert_eq!(
+///     ReplayBodyError::Spoiled.to_string(),
+///     "request body cannot be replayed: it outgrew its replay buffer"
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReplayBodyError {
     /// The body outgrew its buffer (or its source failed), so its beginning is gone.
     Spoiled,
-    /// Another copy is reading the rest of the body from its source.
-    Busy,
 }
 
 impl fmt::Display for ReplayBodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Spoiled => "request body cannot be replayed: it outgrew its replay buffer",
-            Self::Busy => "request body cannot be replayed: another attempt is reading it",
         })
     }
 }
