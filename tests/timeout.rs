@@ -290,3 +290,51 @@ async fn a_future_built_outside_a_tighter_scope_never_extends_it() {
     assert_eq!(seen_by_scope, Duration::from_secs(1));
     assert_eq!(seen_by_call, Duration::from_secs(1));
 }
+
+#[cfg(feature = "bulkhead")]
+mod waiting_for_readiness {
+    use super::*;
+    use seawall::bulkhead::BulkheadLayer;
+
+    /// A deadline over a one-permit bulkhead that queues for up to 1 s; the permit is
+    /// held by another caller for `held`.
+    async fn call_behind_a_held_permit(
+        deadline: Duration,
+        held: Duration,
+    ) -> (Result<Duration, BoxError>, Duration) {
+        let bulkhead = BulkheadLayer::builder()
+            .max_concurrent(1)
+            .max_wait(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let inner = bulkhead.layer(tower::service_fn(|hold: Duration| async move {
+            let left = Deadline::current().map_or(Duration::MAX, |d| d.remaining());
+            tokio::time::sleep(hold).await;
+            Ok::<_, BoxError>(left)
+        }));
+        let svc = DeadlineLayer::new(deadline).unwrap().layer(inner.clone());
+        // The holder comes in past the deadline layer.
+        let holder = tokio::spawn(inner.oneshot(held));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        let result = svc.oneshot(Duration::ZERO).await;
+        let took = start.elapsed();
+        assert!(holder.await.unwrap().is_ok(), "the holder is not disturbed");
+        (result, took)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_a_permit_ends_at_the_deadline_and_the_call_is_not_sent() {
+        let (result, took) = call_behind_a_held_permit(100 * MS, 900 * MS).await;
+        let error = result.unwrap_err();
+        assert!(!error.downcast_ref::<DeadlineExceeded>().unwrap().was_sent());
+        assert_eq!(took, 100 * MS, "not the 900 ms the permit was held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_spent_waiting_for_a_permit_counts_against_the_deadline() {
+        let (result, took) = call_behind_a_held_permit(500 * MS, 200 * MS).await;
+        assert_eq!(took, 200 * MS);
+        assert_eq!(result.unwrap(), 300 * MS, "the call had what the wait left");
+    }
+}

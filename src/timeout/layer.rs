@@ -1,9 +1,11 @@
 //! The per-attempt timeout and the overall deadline, as layers and services.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use super::deadline::{after, current_instant, in_scope};
@@ -154,6 +156,11 @@ where
 /// deadline is never extended. A call whose deadline has already passed fails at once
 /// and is not sent.
 ///
+/// If the inner service makes the caller wait in `poll_ready` (a bulkhead's queue, a
+/// breaker in backpressure mode), the deadline starts when the wait does, so the wait
+/// counts against it; a wait still going at the deadline ends there, and the call then
+/// fails unsent with `DeadlineExceeded`.
+///
 /// In the canonical stack it sits outermost, over the retry and hedge layers.
 ///
 /// ```
@@ -212,6 +219,7 @@ impl<S> Layer<S> for DeadlineLayer {
         DeadlineService {
             inner,
             timeout: self.timeout,
+            waiting: None,
         }
     }
 }
@@ -231,10 +239,33 @@ impl<S> Layer<S> for DeadlineLayer {
 /// assert_eq!(svc.oneshot(()).await.unwrap(), Some(Duration::from_secs(3)));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DeadlineService<S> {
     inner: S,
     timeout: Duration,
+    /// Set while the inner service keeps `poll_ready` waiting: the call's deadline starts
+    /// with the wait, so time spent waiting for a permit counts against it.
+    waiting: Option<WaitingForReady>,
+}
+
+#[derive(Debug)]
+struct WaitingForReady {
+    deadline: Instant,
+    /// Boxed: allocated only when readiness has to wait, never on a ready service.
+    timer: Pin<Box<Sleep>>,
+    /// The deadline passed while waiting: the next call fails unsent.
+    expired: bool,
+}
+
+impl<S: Clone> Clone for DeadlineService<S> {
+    /// A clone has not waited for anything yet.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            timeout: self.timeout,
+            waiting: None,
+        }
+    }
 }
 
 impl<S> DeadlineService<S> {
@@ -246,6 +277,29 @@ impl<S> DeadlineService<S> {
     /// Unwrap the service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+
+    /// Readiness has to wait: the call's deadline starts now, and a timer ends the wait
+    /// at the deadline.
+    #[cold]
+    fn start_waiting<E>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let own = after(Instant::now(), self.timeout);
+        let deadline = match current_instant() {
+            Some(inherited) => inherited.min(own),
+            None => own,
+        };
+        let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+        let expired = timer.as_mut().poll(cx).is_ready();
+        self.waiting = Some(WaitingForReady {
+            deadline,
+            timer,
+            expired,
+        });
+        if expired {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -260,16 +314,43 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        let Some(waiting) = &mut self.waiting else {
+            return match self.inner.poll_ready(cx) {
+                Poll::Ready(ready) => Poll::Ready(ready.map_err(Into::into)),
+                Poll::Pending => self.start_waiting(cx),
+            };
+        };
+        if waiting.expired {
+            // `call` will fail without touching the inner service.
+            return Poll::Ready(Ok(()));
+        }
+        let inner = &mut self.inner;
+        match in_scope(waiting.deadline, || inner.poll_ready(cx)) {
+            Poll::Ready(ready) => Poll::Ready(ready.map_err(Into::into)),
+            Poll::Pending => {
+                if waiting.timer.as_mut().poll(cx).is_ready() {
+                    waiting.expired = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+        }
     }
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let now = Instant::now();
-        let own = after(now, self.timeout);
-        let deadline = match current_instant() {
-            Some(inherited) => inherited.min(own),
-            None => own,
+        let deadline = match self.waiting.take() {
+            Some(waiting) if waiting.expired => return DeadlineFuture::rejected(),
+            // The deadline began when readiness started to wait.
+            Some(waiting) => waiting.deadline,
+            None => {
+                let own = after(now, self.timeout);
+                match current_instant() {
+                    Some(inherited) => inherited.min(own),
+                    None => own,
+                }
+            }
         };
         if deadline <= now {
             return DeadlineFuture::rejected();
