@@ -52,6 +52,8 @@
 //!   server pushback; including outcomes known only at the end of a stream.
 //! - [`error`]: every rejection type, [`is_rejection`](error::is_rejection), and
 //!   [`ConfigError`](error::ConfigError).
+//! - `grpc` (feature `http`): gRPC status codes and a classifier that reads the status
+//!   from headers or, at the end of the stream, from trailers.
 //! - [`hedge`]: a copy of a slow idempotent request after a fixed delay or a latency
 //!   percentile, charged to a retry budget; the first success wins.
 //! - [`retry`]: retries bounded by a budget, with jittered backoff, server pushback,
@@ -72,7 +74,8 @@
 //! | `hedge` | yes | [`hedge`]: budgeted hedged requests |
 //! | `timeout` | yes | [`timeout`]: attempt timeouts and deadlines |
 //! | `throttle` | yes | [`throttle`]: client-side adaptive throttling |
-//! | `http` | no | body-long permits, load shedding, pushback, body replay, deadline headers |
+//! | `http` | no | body-long permits, load shedding, pushback, body replay, deadline headers, HTTP and gRPC classifiers ([`grpc`]) |
+//! | `tower-http` | no | adapters for `tower_http::classify` classifiers |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |
 //! | `full` | no | all of the above |
@@ -92,6 +95,9 @@
 
 pub mod classify;
 pub mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod grpc;
 #[cfg(any(feature = "metrics", docsrs))]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;

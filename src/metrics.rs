@@ -30,14 +30,14 @@
 
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use breaker::BreakerMetrics;
-#[cfg(feature = "throttle")]
-pub(crate) use throttle::ThrottleMetrics;
 #[cfg(feature = "bulkhead")]
 pub(crate) use bulkhead::{BulkheadMetrics, PermitMetrics};
-#[cfg(feature = "retry")]
-pub(crate) use retry::RetryMetrics;
 #[cfg(feature = "hedge")]
 pub(crate) use hedge::HedgeMetrics;
+#[cfg(feature = "retry")]
+pub(crate) use retry::RetryMetrics;
+#[cfg(feature = "throttle")]
+pub(crate) use throttle::ThrottleMetrics;
 
 #[cfg(feature = "throttle")]
 mod throttle {

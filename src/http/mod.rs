@@ -12,6 +12,10 @@
 //!   `x-request-timeout-ms`); `ServerDeadlineLayer` reads it on the server, capped, and
 //!   makes it the deadline of the handler's own outgoing calls.
 //! - [`pushback`]: parse `Retry-After` and `grpc-retry-pushback-ms`, never trusting them.
+//! - [`StatusClassifier`]: what an HTTP response or error means for the breaker and
+//!   the retry layer (5xx, 408, 429 and transport errors are failures; 502, 503, 504,
+//!   408 and 429 are retried, after `Retry-After`; other 4xx count as nothing). For
+//!   gRPC, see [`grpc`](crate::grpc).
 //! - [`ShedLoadLayer`]: a server (axum, tonic, hyper) that answers requests over its
 //!   limit at once with 503 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before doing
 //!   the work.
@@ -42,6 +46,7 @@
 //! # }
 //! ```
 
+mod classify;
 #[cfg(feature = "timeout")]
 pub mod deadline;
 pub mod pushback;
@@ -50,16 +55,20 @@ mod replay;
 #[cfg(feature = "retry")]
 pub mod replay_body;
 mod shed;
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub mod tower_http;
 
-#[cfg(feature = "retry")]
-pub use self::replay::{is_idempotent, IdempotentReplay, IDEMPOTENCY_KEY};
-#[cfg(feature = "retry")]
-pub use self::replay_body::{BodyReplay, ReplayBody, ReplayBodyLayer, ReplayBodyService};
+pub use self::classify::StatusClassifier;
 #[cfg(feature = "timeout")]
 pub use self::deadline::{
     PropagateDeadline, PropagateDeadlineLayer, PropagateFuture, ServerDeadline,
     ServerDeadlineBuilder, ServerDeadlineLayer,
 };
+#[cfg(feature = "retry")]
+pub use self::replay::{is_idempotent, IdempotentReplay, IDEMPOTENCY_KEY};
+#[cfg(feature = "retry")]
+pub use self::replay_body::{BodyReplay, ReplayBody, ReplayBodyLayer, ReplayBodyService};
 pub use self::shed::{ShedFuture, ShedLoad, ShedLoadLayer};
 
 use std::fmt;
