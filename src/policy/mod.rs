@@ -1,0 +1,1 @@
+//! One policy per downstream: the canonical stack in one builder (work in progress).
