@@ -22,17 +22,29 @@
 //! loops: each sample times a loop over one clone of the service, taken before the clock
 //! starts.
 //!
+//! A second group, `retry_parts`, times the pieces of seawall's success path on their
+//! own, in the same run, to show what the overhead is made of:
+//!
+//! * `clock_read` — `tokio::time::Instant::now()` (the one clock read per call);
+//! * `budget_deposit` — `RetryBudget::deposit()` with the default budget (a clock read,
+//!   and one compare-and-swap on the count of the current time slot);
+//! * `arc_clone_drop` — cloning and dropping an `Arc` (the response future holds the
+//!   layer's shared policy).
+//!
 //! Before criterion runs, the allocations per call of each contender are counted
 //! (100 000 calls each) and printed as a table; after criterion's output the table is
 //! printed again, with criterion's point estimates (ns/call, and the overhead over
 //! `bare`). Driving, timing, counting and the tables come from
 //! `benches/support/overhead.rs`; the contenders from `benches/support/peers.rs`.
 //!
-//! Run with `cargo bench --bench retry` (about 25 s).
+//! Run with `cargo bench --bench retry` (about 40 s).
 
+use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
+use seawall::retry::budget::RetryBudget;
 use seawall::retry::RetryLayer;
 
 #[path = "support/overhead.rs"]
@@ -42,11 +54,15 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{bench_tower, print_alloc_table, print_time_table, tower_allocs};
+use overhead::{
+    bench_tower, criterion_estimate_ns, print_alloc_table, print_time_table, tower_allocs,
+};
 use peers::{echo, seawall_retry_service, tower_resilience_retry_service, tower_retry_service};
 
 /// Criterion's group name (also its directory under `target/criterion`).
 const GROUP: &str = "retry_overhead";
+/// The group of the success path's pieces.
+const PARTS: &str = "retry_parts";
 
 fn main() {
     let started = SystemTime::now();
@@ -93,6 +109,20 @@ fn main() {
         bench_tower(&mut group, &rt, names[4], &tower_resilience);
         group.finish();
     }
+    let parts = ["clock_read", "budget_deposit", "arc_clone_drop"];
+    {
+        let budget = RetryBudget::builder().build().expect("valid budget");
+        let shared = Arc::new(0u64);
+        let mut group = criterion.benchmark_group(PARTS);
+        group.bench_function(parts[0], |b| {
+            b.iter(|| black_box(tokio::time::Instant::now()))
+        });
+        group.bench_function(parts[1], |b| b.iter(|| black_box(&budget).deposit()));
+        group.bench_function(parts[2], |b| {
+            b.iter(|| drop(black_box(Arc::clone(black_box(&shared)))))
+        });
+        group.finish();
+    }
     criterion.final_summary();
 
     print_alloc_table(&allocs);
@@ -100,5 +130,11 @@ fn main() {
     // the estimates on disk would be stale.
     if std::env::args().any(|arg| arg == "--bench") {
         print_time_table(GROUP, &names, &allocs, started);
+        println!("pieces of the success path (criterion's estimates), single thread");
+        for part in parts {
+            let time = criterion_estimate_ns(PARTS, part, started);
+            let cell = time.map_or_else(|| "-".to_owned(), |t| format!("{t:.1}"));
+            println!("| {part:<30} | {cell:>7} ns |");
+        }
     }
 }

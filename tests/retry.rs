@@ -115,6 +115,7 @@ async fn non_retryable_failures_are_not_retried() {
     assert_eq!(flaky.calls(), 1);
 }
 
+#[cfg(feature = "bulkhead")] // the rejection used here
 #[tokio::test(start_paused = true)]
 async fn local_rejections_are_never_retried_and_spend_no_budget() {
     let calls = Arc::new(AtomicU32::new(0));
@@ -218,6 +219,165 @@ async fn a_caller_that_gives_up_while_waiting_stops_the_retries() {
     drop(call);
     tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(flaky.calls(), 1, "no retry after the caller left");
+}
+
+/// A budget of exactly `retries` retries per 10 s window, and no ratio: easy to count.
+fn floor_of(retries: u32) -> RetryBudget {
+    RetryBudget::builder()
+        .ratio(0.0)
+        .min_per_sec(f64::from(retries) / 10.0)
+        .window(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The budget's balance and the retries it counts as taken.
+fn taken(budget: &RetryBudget) -> (f64, u64) {
+    let s = budget.snapshot();
+    (s.balance, s.withdrawals)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_during_the_backoff_gets_the_retry_refunded() {
+    let flaky = Flaky::new(u32::MAX);
+    let budget = floor_of(10);
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .backoff(constant(1_000))
+        .build()
+        .unwrap();
+    let mut call = Box::pin(layer.layer(flaky.service()).oneshot(1));
+    assert!((&mut call).now_or_never().is_none());
+    assert_eq!(taken(&budget), (9.0, 1), "the retry is taken when decided");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    drop(call);
+    assert_eq!(taken(&budget), (10.0, 0), "never sent: refunded");
+    assert_eq!(flaky.calls(), 1);
+}
+
+/// A downstream whose every call fails, and which is ready for its first call only:
+/// afterwards `poll_ready` fails (`ready_fails`) or never completes.
+#[derive(Clone)]
+struct ReadyOnce {
+    calls: Arc<AtomicU32>,
+    readied: Arc<AtomicU32>,
+    ready_fails: bool,
+}
+
+impl ReadyOnce {
+    fn new(ready_fails: bool) -> Self {
+        Self {
+            calls: Arc::default(),
+            readied: Arc::default(),
+            ready_fails,
+        }
+    }
+}
+
+impl tower::Service<u32> for ReadyOnce {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<u32, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        if self.readied.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::task::Poll::Ready(Ok(()))
+        } else if self.ready_fails {
+            std::task::Poll::Ready(Err("connection pool closed".into()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _: u32) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err("failure".into()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_whose_service_fails_to_become_ready_is_refunded() {
+    let downstream = ReadyOnce::new(true);
+    let budget = floor_of(10);
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .backoff(constant(10))
+        .build()
+        .unwrap();
+    let err = layer
+        .layer(downstream.clone())
+        .oneshot(1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "connection pool closed");
+    assert_eq!(downstream.calls.load(Ordering::SeqCst), 1, "no retry sent");
+    assert_eq!(taken(&budget), (10.0, 0), "its retry refunded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_while_the_service_is_not_ready_gets_the_retry_refunded() {
+    let downstream = ReadyOnce::new(false);
+    let budget = floor_of(10);
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .backoff(constant(10))
+        .build()
+        .unwrap();
+    let mut call = Box::pin(layer.layer(downstream.clone()).oneshot(1));
+    assert!((&mut call).now_or_never().is_none()); // first attempt failed; backoff
+    tokio::time::advance(Duration::from_millis(20)).await;
+    assert!((&mut call).now_or_never().is_none()); // backoff over; waiting for readiness
+    assert!(downstream.readied.load(Ordering::SeqCst) >= 2);
+    assert_eq!(taken(&budget), (9.0, 1));
+    drop(call);
+    assert_eq!(taken(&budget), (10.0, 0));
+    assert_eq!(downstream.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refund_after_the_retry_came_back_with_its_window_adds_nothing() {
+    // The server asks for 20 s; the budget's window is 10 s: the retry's slot leaves the
+    // window (and the retry comes back) while the call waits. Dropping the call then
+    // must not give it back a second time.
+    let flaky = Flaky::new(u32::MAX);
+    let budget = floor_of(10);
+    let classifier = classify_fn(|r: &Result<u32, BoxError>| match r {
+        Ok(_) => Classification::success(),
+        Err(_) => Classification::failure().with_pushback(Duration::from_secs(20)),
+    });
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .classifier(classifier)
+        .build()
+        .unwrap();
+    let mut call = Box::pin(layer.layer(flaky.service()).oneshot(1));
+    assert!((&mut call).now_or_never().is_none());
+    assert_eq!(taken(&budget), (9.0, 1));
+    tokio::time::advance(Duration::from_secs(12)).await;
+    assert_eq!(taken(&budget), (10.0, 1), "its slot left the window");
+    drop(call);
+    assert_eq!(
+        taken(&budget),
+        (10.0, 0),
+        "not 11: refunded once, in the counter only"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_that_are_sent_stay_spent() {
+    let flaky = Flaky::new(2);
+    let budget = floor_of(10);
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .backoff(constant(10))
+        .build()
+        .unwrap();
+    assert_eq!(layer.layer(flaky.service()).oneshot(7).await.unwrap(), 7);
+    assert_eq!(flaky.calls(), 3);
+    assert_eq!(taken(&budget), (8.0, 2));
 }
 
 #[tokio::test(start_paused = true)]

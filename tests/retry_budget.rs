@@ -144,6 +144,80 @@ fn concurrent_withdrawals_never_overdraw() {
 }
 
 #[test]
+fn withdrawals_racing_deposits_take_exactly_the_credit() {
+    // Deposits land while withdrawals race for their credit: whatever the interleaving,
+    // the retries taken during the race plus those left afterwards are exactly the credit
+    // of all the deposits (nothing expires in this window).
+    let budget = RetryBudget::builder()
+        .ratio(0.3)
+        .min_per_sec(0.0)
+        .window(secs(3600))
+        .build()
+        .unwrap();
+    let taken = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let (budget, taken) = (&budget, &taken);
+            scope.spawn(move || {
+                for i in 0..10_000u64 {
+                    if (i + t) % 2 == 0 {
+                        budget.deposit();
+                    } else if budget.try_withdraw() {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let during = taken.load(Ordering::Relaxed);
+    let after = std::iter::from_fn(|| budget.try_withdraw().then_some(()))
+        .take(100_000)
+        .count() as u64;
+    let s = budget.snapshot();
+    assert_eq!(s.deposits, 40_000);
+    assert_eq!(during + after, 12_000, "0.3 x 40 000, during {during}");
+    assert_eq!((s.withdrawals, s.balance), (12_000, 0.0));
+}
+
+#[test]
+fn credit_that_left_the_window_is_never_spent_by_a_racing_withdrawal() {
+    // Deposits only in the first 10 ms slot of a 20 ms window, then threads withdraw as
+    // fast as they can until long after that slot has left. The credit never renews, so
+    // however the withdrawals race with the slot leaving (and with each other), at most
+    // the credit of those deposits is ever taken, and at the end nothing is left. No
+    // assertion depends on timing.
+    let budget = RetryBudget::builder()
+        .ratio(0.5)
+        .min_per_sec(0.0)
+        .window(Duration::from_millis(20))
+        .buckets(2)
+        .build()
+        .unwrap();
+    for _ in 0..1_000 {
+        budget.deposit();
+    }
+    let started = tokio::time::Instant::now();
+    let taken = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let (budget, taken) = (&budget, &taken);
+            scope.spawn(move || {
+                while started.elapsed() < Duration::from_millis(60) {
+                    if budget.try_withdraw() {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let taken = taken.load(Ordering::Relaxed);
+    assert!(taken <= 500, "took {taken} retries on 500 of credit");
+    let s = budget.snapshot();
+    assert_eq!((s.withdrawals, s.balance), (taken, 0.0), "{s:?}");
+    assert!(!budget.try_withdraw());
+}
+
+#[test]
 fn deposits_and_withdrawals_racing_stay_within_the_budget() {
     let budget = RetryBudget::builder()
         .ratio(0.1)

@@ -11,13 +11,18 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::backoff::{Backoff, Retrying};
+use super::budget::Withdrawal;
 use super::replay::Replay;
 use super::Policy;
-use crate::classify::{Classify, Verdict};
+use crate::classify::{Classification, Classify, Verdict};
 
 pin_project! {
     /// Response future of [`Retry`](super::Retry): the attempts, and the waits between
     /// them.
+    ///
+    /// A retry is taken from the budget when it is decided; if it is never sent (the
+    /// service fails to become ready, or this future is dropped while it waits), it is
+    /// refunded.
     pub struct ResponseFuture<S, Req, C, B, R>
     where
         S: Service<Req>,
@@ -32,14 +37,29 @@ pin_project! {
         attempts: u32,
         previous_delay: Duration,
     }
+
+    impl<S, Req, C, B, R> PinnedDrop for ResponseFuture<S, Req, C, B, R>
+    where
+        S: Service<Req>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // A retry decided but not sent goes back to the budget.
+            if let StateProj::Waiting { withdrawal, .. } | StateProj::Readying { withdrawal } =
+                this.state.project()
+            {
+                this.policy.refund(withdrawal.take());
+            }
+        }
+    }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F> {
         Calling { #[pin] future: F },
-        Waiting { #[pin] sleep: tokio::time::Sleep },
-        Readying,
+        Waiting { #[pin] sleep: tokio::time::Sleep, withdrawal: Option<Withdrawal> },
+        Readying { withdrawal: Option<Withdrawal> },
     }
 }
 
@@ -74,6 +94,7 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -81,7 +102,7 @@ where
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
                     let policy = &**this.policy;
-                    let Some(delay) = policy.retry_after(
+                    let Some((delay, withdrawal)) = policy.retry_after(
                         &result,
                         *this.attempts,
                         *this.previous_delay,
@@ -94,20 +115,29 @@ where
                     *this.previous_delay = delay;
                     this.state.set(State::Waiting {
                         sleep: tokio::time::sleep(delay),
+                        withdrawal,
                     });
                 }
-                StateProj::Waiting { sleep } => {
+                StateProj::Waiting { sleep, withdrawal } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Readying);
+                    let withdrawal = withdrawal.take();
+                    this.state.set(State::Readying { withdrawal });
                 }
-                StateProj::Readying => {
-                    ready!(this.service.poll_ready(cx))?;
+                StateProj::Readying { withdrawal } => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        // The retry is not sent: its budget goes back.
+                        this.policy.refund(withdrawal.take());
+                        return Poll::Ready(Err(e));
+                    }
                     let Some(request) = this.request.take() else {
                         // Unreachable by construction (a retry is decided only with a
                         // copy in hand); answer as a completed service would not, but
                         // without panicking: wait forever is worse, so poll again.
+                        this.policy.refund(withdrawal.take());
                         return Poll::Pending;
                     };
+                    // Sent: the retry stays spent.
+                    *withdrawal = None;
                     *this.attempts += 1;
                     this.policy.metrics.retry();
                     if *this.attempts < this.policy.max_attempts {
@@ -122,15 +152,24 @@ where
 }
 
 impl<C, B, R> Policy<C, B, R> {
+    /// Gives a retry taken by [`retry_after`](Self::retry_after) but not sent back to
+    /// the budget.
+    fn refund(&self, withdrawal: Option<Withdrawal>) {
+        if let (Some(budget), Some(withdrawal)) = (&self.budget, withdrawal) {
+            budget.refund(withdrawal);
+        }
+    }
+
     /// Whether (and after how long) to retry after `result`, the outcome of attempt
-    /// number `attempts`. Spends a retry from the budget when it says yes.
+    /// number `attempts`. Takes a retry from the budget when it says yes (returned with
+    /// the delay; refund it if the retry is not sent).
     fn retry_after<T, E>(
         &self,
         result: &Result<T, E>,
         attempts: u32,
         previous_delay: Duration,
         have_copy: bool,
-    ) -> Option<Duration>
+    ) -> Option<(Duration, Option<Withdrawal>)>
     where
         E: 'static,
         C: Classify<T, E>,
@@ -146,13 +185,32 @@ impl<C, B, R> Policy<C, B, R> {
                 return None;
             }
         }
-        let classification = match self.classifier.classify(result) {
-            Verdict::Classified(c) if c.is_retryable() => c,
+        match self.classifier.classify(result) {
+            Verdict::Classified(c) if c.is_retryable() => {
+                self.take_retry(&c, result, attempts, previous_delay)
+            }
             // Not retryable, or decided only when a stream ends: final.
-            _ => return None,
-        };
+            _ => None,
+        }
+    }
+
+    /// A retryable failure: a retry from the budget, and the delay before it. Out of
+    /// line: the calls that succeed never get here.
+    #[inline(never)]
+    fn take_retry<T, E>(
+        &self,
+        classification: &Classification,
+        result: &Result<T, E>,
+        attempts: u32,
+        previous_delay: Duration,
+    ) -> Option<(Duration, Option<Withdrawal>)>
+    where
+        B: Backoff<T, E>,
+    {
+        let mut withdrawal = None;
         if let Some(budget) = &self.budget {
-            if !budget.try_withdraw() {
+            withdrawal = budget.withdraw();
+            if withdrawal.is_none() {
                 // Out of budget: the caller gets the last real failure.
                 self.metrics.denied();
                 #[cfg(feature = "tracing")]
@@ -180,7 +238,7 @@ impl<C, B, R> Policy<C, B, R> {
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "retrying"
         );
-        Some(delay)
+        Some((delay, withdrawal))
     }
 }
 

@@ -12,7 +12,13 @@
 //!   copies only requests that are safe to send twice (idempotent methods, or an
 //!   `Idempotency-Key` header);
 //! - the [`RetryBudget`] has a retry to spare. An exhausted budget
-//!   returns the last real failure, not a new error.
+//!   returns the last real failure, not a new error. The retry is taken when it is
+//!   decided, and given back if it is never sent (the service fails to become ready, or
+//!   the caller drops the response while the retry waits).
+//!
+//! A call that succeeds at once costs a copy of the request, a clone of the service, a
+//! reference to the layer's shared policy, and the budget's deposit: one clock read and
+//! one atomic compare-and-swap. Nothing is allocated.
 //!
 //! Between attempts it waits as the server asked (pushback from the classifier, e.g.
 //! `Retry-After`, capped at `max_pushback`, default 30 s) or else as the
@@ -56,7 +62,7 @@ use std::time::Duration;
 use tower::{Layer, Service};
 
 use self::backoff::ExponentialBackoff;
-use self::budget::RetryBudget;
+use self::budget::{RetryBudget, SlotCache};
 use self::future::ResponseFuture;
 use self::replay::{CloneRequest, Replay};
 use crate::classify::ErrorsAsFailures;
@@ -146,6 +152,7 @@ impl<S, C, B, R> Layer<S> for RetryLayer<C, B, R> {
         Retry {
             inner,
             policy: self.policy.clone(),
+            slot: SlotCache::new(),
         }
     }
 }
@@ -282,6 +289,8 @@ impl<C, B, R> Builder<C, B, R> {
 pub struct Retry<S, C = ErrorsAsFailures, B = ExponentialBackoff, R = CloneRequest> {
     inner: S,
     policy: Arc<Policy<C, B, R>>,
+    /// The budget's time slot this service deposited in last.
+    slot: SlotCache,
 }
 
 impl<S, C, B, R> Retry<S, C, B, R> {
@@ -301,6 +310,7 @@ impl<S: Clone, C, B, R> Clone for Retry<S, C, B, R> {
         Self {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
+            slot: self.slot,
         }
     }
 }
@@ -330,10 +340,11 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         self.policy.metrics.first();
         if let Some(budget) = &self.policy.budget {
-            budget.deposit();
+            budget.deposit_cached(&mut self.slot);
         }
         let copy = if self.policy.max_attempts > 1 {
             self.policy.replay.replay(&request)
