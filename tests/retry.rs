@@ -417,3 +417,93 @@ fn layers_and_services_are_send_sync_static() {
     );
     send_sync_static::<RetryBudget>();
 }
+
+#[cfg(feature = "timeout")]
+mod deadline {
+    use super::*;
+    use seawall::timeout::Deadline;
+    use tokio::time::Instant;
+
+    fn budget() -> RetryBudget {
+        RetryBudget::builder().min_per_sec(100.0).build().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_that_would_end_past_the_deadline_is_not_started() {
+        let flaky = Flaky::new(1);
+        let layer = RetryLayer::builder()
+            .backoff(constant(300))
+            .budget(budget())
+            .build()
+            .unwrap();
+        let svc = layer.layer(flaky.service());
+        let start = Instant::now();
+        let result = Deadline::after(Duration::from_millis(250))
+            .scope(svc.oneshot(1))
+            .await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "failure 1",
+            "the real failure, now"
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait");
+        assert_eq!(flaky.calls(), 1);
+        assert_eq!(
+            layer.budget().unwrap().snapshot().withdrawals,
+            0,
+            "no budget spent"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_that_ends_in_time_is_retried() {
+        let flaky = Flaky::new(1);
+        let layer = RetryLayer::builder()
+            .backoff(constant(200))
+            .budget(budget())
+            .build()
+            .unwrap();
+        let svc = layer.layer(flaky.service());
+        let result = Deadline::after(Duration::from_millis(250))
+            .scope(svc.oneshot(1))
+            .await;
+        assert_eq!(result.unwrap(), 1);
+        assert_eq!(flaky.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pushback_past_the_deadline_fails_now() {
+        let flaky = Flaky::new(1);
+        // The server asks for 5 s; the caller has 1 s.
+        let classifier = classify_fn(|result: &Result<u32, BoxError>| match result {
+            Ok(_) => Classification::success(),
+            Err(_) => Classification::failure().with_pushback(Duration::from_secs(5)),
+        });
+        let layer = RetryLayer::builder()
+            .classifier(classifier)
+            .budget(budget())
+            .build()
+            .unwrap();
+        let svc = layer.layer(flaky.service());
+        let start = Instant::now();
+        let result = Deadline::after(Duration::from_secs(1))
+            .scope(svc.oneshot(1))
+            .await;
+        assert!(result.is_err());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(flaky.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_deadline_the_backoff_is_not_bounded() {
+        let flaky = Flaky::new(1);
+        let layer = RetryLayer::builder()
+            .backoff(constant(300))
+            .budget(budget())
+            .build()
+            .unwrap();
+        let svc = layer.layer(flaky.service());
+        assert_eq!(svc.oneshot(1).await.unwrap(), 1);
+        assert_eq!(flaky.calls(), 2);
+    }
+}

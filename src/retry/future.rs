@@ -207,6 +207,28 @@ impl<C, B, R> Policy<C, B, R> {
     where
         B: Backoff<T, E>,
     {
+        let delay = match classification.pushback() {
+            Some(pushback) => pushback.min(self.max_pushback),
+            None => self
+                .backoff
+                .delay(Retrying::new(attempts, previous_delay, result)),
+        };
+        // A wait that would end at or past the call's deadline is pointless: the caller
+        // gets the failure now, and no budget is spent.
+        #[cfg(feature = "timeout")]
+        if let Some(deadline) = crate::timeout::current_instant() {
+            let ends = tokio::time::Instant::now().checked_add(delay);
+            if ends.is_none_or(|ends| ends >= deadline) {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(
+                    target: "seawall::retry",
+                    policy = &*self.name,
+                    attempts,
+                    "the deadline would pass before the retry: not retrying"
+                );
+                return None;
+            }
+        }
         let mut withdrawal = None;
         if let Some(budget) = &self.budget {
             withdrawal = budget.withdraw();
@@ -223,12 +245,6 @@ impl<C, B, R> Policy<C, B, R> {
                 return None;
             }
         }
-        let delay = match classification.pushback() {
-            Some(pushback) => pushback.min(self.max_pushback),
-            None => self
-                .backoff
-                .delay(Retrying::new(attempts, previous_delay, result)),
-        };
         self.metrics.delay(delay);
         #[cfg(feature = "tracing")]
         tracing::debug!(

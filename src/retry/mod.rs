@@ -11,6 +11,9 @@
 //!   sent once. For HTTP, use `seawall::http::IdempotentReplay` (feature `http`): it
 //!   copies only requests that are safe to send twice (idempotent methods, or an
 //!   `Idempotency-Key` header);
+//! - the wait before it (backoff or pushback) ends before the call's
+//!   [deadline](crate::timeout::Deadline) (feature `timeout`): otherwise the caller gets
+//!   the failure at once, and no budget is spent;
 //! - the [`RetryBudget`] has a retry to spare. An exhausted budget
 //!   returns the last real failure, not a new error. The retry is taken when it is
 //!   decided, and given back if it is never sent (the service fails to become ready, or
@@ -46,8 +49,9 @@
 //! # }
 //! ```
 //!
-//! Not yet here (coming with the rest of the retry work): replay of HTTP bodies that are
-//! not `Clone` (buffered up to a limit), deadlines, hedging.
+//! Streamed HTTP request bodies are made copyable by `seawall::http::ReplayBodyLayer`
+//! (buffered up to 64 KiB; a larger body is sent once). Slow (rather than failed) calls
+//! are the job of [`hedge`](crate::hedge), which can share this layer's budget.
 
 pub mod backoff;
 pub mod budget;
