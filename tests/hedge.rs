@@ -491,6 +491,29 @@ async fn when_every_attempt_fails_the_last_failure_is_returned() {
 
 #[cfg(feature = "bulkhead")]
 #[tokio::test(start_paused = true)]
+async fn a_hedge_rejected_below_goes_back_to_the_budget() {
+    // The hedge (sent at 50 ms) is rejected locally at 60 ms; the first answers at 200.
+    let replicas = Replicas::new(|n| {
+        if n == 0 {
+            Answer::Ok(200)
+        } else {
+            Answer::Reject(10)
+        }
+    });
+    let layer = fixed(50).build().unwrap();
+    let (result, took) = timed(&layer.layer(replicas.clone()), 0).await;
+    assert_eq!((result.unwrap(), took), (0, ms(200)));
+    let s = layer.handle().snapshot();
+    assert_eq!((s.hedges, s.rejected, s.wins), (1, 1, 0));
+    assert_eq!(
+        layer.budget().snapshot().withdrawals,
+        0,
+        "the rejected hedge reached nobody: refunded"
+    );
+}
+
+#[cfg(feature = "bulkhead")]
+#[tokio::test(start_paused = true)]
 async fn a_real_failure_is_returned_before_a_local_rejection() {
     // First attempt fails for real at 100 ms; the hedge is rejected locally at 130 ms.
     let replicas = Replicas::new(|n| {

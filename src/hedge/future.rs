@@ -13,6 +13,7 @@ use tower::Service;
 
 use super::{Outcome, Policy};
 use crate::classify::Classify;
+use crate::retry::budget::Withdrawal;
 use crate::retry::replay::Replay;
 
 /// What a call needs to send hedges: a clone of the service, a copy of the request, the
@@ -39,6 +40,8 @@ impl<S, Req> Hedging<S, Req> {
 struct Attempt<F> {
     future: Pin<Box<F>>,
     sent: Option<Instant>,
+    /// The budget's retry this hedge spent, refunded if a layer below rejects it.
+    withdrawal: Option<Withdrawal>,
 }
 
 /// A failed attempt's result, kept in case every attempt fails.
@@ -194,8 +197,12 @@ where
                     continue;
                 };
                 let sent = attempt.sent;
+                let withdrawal = attempt.withdrawal.take();
                 drop(this.hedges.swap_remove(i));
                 let outcome = policy.judge(&result);
+                if outcome == Outcome::Rejected {
+                    shared.rejected_below(withdrawal);
+                }
                 let now = this.started.map(|_| Instant::now());
                 if let (Some(sent), Some(now)) = (sent, now) {
                     if outcome != Outcome::Rejected {
@@ -279,13 +286,13 @@ where
                     return Poll::Pending;
                 }
             }
-            if !shared.budget.try_withdraw() {
+            let Some(withdrawal) = shared.budget.withdraw() else {
                 // Dropping the readied clone gives back whatever it reserved.
                 shared.denied();
                 *this.hedging = None;
                 this.timer.set(None);
                 return Poll::Pending;
-            }
+            };
             hedging.sent += 1;
             let hedge = hedging.sent;
             let delay = hedging.delay;
@@ -315,6 +322,7 @@ where
             this.hedges.push(Attempt {
                 future: Box::pin(future),
                 sent: this.started.map(|_| now),
+                withdrawal: Some(withdrawal),
             });
             shared.hedged(hedge, delay);
             if this.hedging.is_some() {

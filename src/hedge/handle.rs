@@ -43,12 +43,17 @@ pub struct HedgeSnapshot {
     pub delay: Option<Duration>,
     /// Latencies in the percentile window now (always 0 with a fixed delay).
     pub samples: u64,
-    /// Hedges sent since the layer was built.
+    /// Hedges passed to the inner service since the layer was built (including those a
+    /// seawall layer below then rejected; see `rejected`).
     pub hedges: u64,
     /// Calls answered by a hedge rather than by their first attempt.
     pub wins: u64,
     /// Hedges the budget refused.
     pub denials: u64,
+    /// Hedges rejected by a seawall layer below (an open breaker, a full bulkhead, a
+    /// throttle): they never reached the downstream, and their retry went back to the
+    /// budget.
+    pub rejected: u64,
 }
 
 impl Handle {
@@ -95,13 +100,14 @@ impl Handle {
     /// # Ok::<(), seawall::error::ConfigError>(())
     /// ```
     pub fn snapshot(&self) -> HedgeSnapshot {
-        let (hedges, wins, denials) = self.shared.counts();
+        let (hedges, wins, denials, rejected) = self.shared.counts();
         HedgeSnapshot {
             delay: self.delay(),
             samples: self.shared.samples(),
             hedges,
             wins,
             denials,
+            rejected,
         }
     }
 }

@@ -195,6 +195,7 @@ pub(crate) struct Shared {
     hedges: AtomicU64,
     wins: AtomicU64,
     denials: AtomicU64,
+    rejected: AtomicU64,
 }
 
 impl Shared {
@@ -220,6 +221,7 @@ impl Shared {
             hedges: AtomicU64::new(0),
             wins: AtomicU64::new(0),
             denials: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         }
     }
 
@@ -327,12 +329,28 @@ impl Shared {
     }
 
     /// The hedges sent, won and denied so far.
-    pub(crate) fn counts(&self) -> (u64, u64, u64) {
+    pub(crate) fn counts(&self) -> (u64, u64, u64, u64) {
         (
             self.hedges.load(Ordering::Relaxed),
             self.wins.load(Ordering::Relaxed),
             self.denials.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
         )
+    }
+
+    /// A hedge was rejected by a seawall layer below (an open breaker, a full bulkhead,
+    /// a throttle): it never reached the downstream, so its retry goes back to the budget.
+    pub(crate) fn rejected_below(&self, withdrawal: Option<crate::retry::budget::Withdrawal>) {
+        if let Some(withdrawal) = withdrawal {
+            self.budget.refund(withdrawal);
+        }
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "seawall::hedge",
+            policy = &*self.name,
+            "hedge rejected below: refunded to the budget"
+        );
     }
 }
 
