@@ -155,6 +155,7 @@ pin_project! {
 
 impl<F> Scoped<F> {
     /// `future` with `deadline` as the current one, or as it is with none.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn new(future: F, deadline: Option<Instant>) -> Self {
         Self { future, deadline }
     }
