@@ -287,6 +287,11 @@ impl RetryBudget {
     /// the one atomic add.
     #[inline]
     pub(crate) fn deposit_cached(&self, cache: &mut SlotCache) {
+        // Called from the retry layer's `call`: an outer deadline layer's clock read is
+        // reused if there is one.
+        #[cfg(feature = "timeout")]
+        let now = crate::timeout::now_for_call();
+        #[cfg(not(feature = "timeout"))]
         let now = Instant::now();
         if now >= cache.start && now < cache.end {
             if let Some(bucket) = self.inner.buckets.get(cache.index) {

@@ -11,7 +11,18 @@ use tokio::time::Instant;
 tokio::task_local! {
     /// The deadline of the call being made on this task, set by a `DeadlineService`, a
     /// server-side deadline layer or `Deadline::scope`.
-    static DEADLINE: Instant;
+    static DEADLINE: CallContext;
+}
+
+/// What the task-local carries.
+#[derive(Clone, Copy)]
+struct CallContext {
+    deadline: Instant,
+    /// The clock as a `DeadlineService` read it, while it makes its call: inner layers
+    /// called in the same synchronous `call` chain reuse it rather than read the clock
+    /// again (a read costs about 20 ns). `None` while futures are polled, where it would
+    /// be stale.
+    call_now: Option<Instant>,
 }
 
 /// How far away a deadline "never" is: about 30 years, like tokio's own far future. A
@@ -177,7 +188,29 @@ impl<F: Future> Future for Scoped<F> {
 /// The current deadline, as an instant: one task-local read, no clock.
 #[inline]
 pub(crate) fn current_instant() -> Option<Instant> {
-    DEADLINE.try_with(|at| *at).ok()
+    DEADLINE.try_with(|context| context.deadline).ok()
+}
+
+/// The time of the call being made: the instant the `DeadlineService` around it read,
+/// or the clock. Only for a service's `call`, which runs synchronously inside the outer
+/// layer's.
+#[inline]
+pub(crate) fn now_for_call() -> Instant {
+    DEADLINE
+        .try_with(|context| context.call_now)
+        .ok()
+        .flatten()
+        .unwrap_or_else(Instant::now)
+}
+
+/// The earlier of `deadline` and the current one: a scope never extends the deadline
+/// it runs under.
+#[inline]
+fn narrowed(deadline: Instant) -> Instant {
+    match current_instant() {
+        Some(current) => current.min(deadline),
+        None => deadline,
+    }
 }
 
 /// Run `f` with `deadline` as the current deadline, or with the current one if that is
@@ -185,11 +218,22 @@ pub(crate) fn current_instant() -> Option<Instant> {
 /// the caller's deadline.
 #[inline]
 pub(crate) fn in_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
-    let deadline = match current_instant() {
-        Some(current) => current.min(deadline),
-        None => deadline,
+    let context = CallContext {
+        deadline: narrowed(deadline),
+        call_now: None,
     };
-    DEADLINE.sync_scope(deadline, f)
+    DEADLINE.sync_scope(context, f)
+}
+
+/// [`in_scope`], for a `call` made at `now`: the inner layers' `call`s see `now` through
+/// [`now_for_call`].
+#[inline]
+pub(crate) fn in_call_scope<R>(deadline: Instant, now: Instant, f: impl FnOnce() -> R) -> R {
+    let context = CallContext {
+        deadline: narrowed(deadline),
+        call_now: Some(now),
+    };
+    DEADLINE.sync_scope(context, f)
 }
 
 /// `now + timeout`, or the far future if that cannot be represented.

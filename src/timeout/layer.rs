@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
-use super::deadline::{after, current_instant, in_scope};
+use super::deadline::{after, current_instant, in_call_scope, in_scope, now_for_call};
 use super::future::{DeadlineFuture, ResponseFuture};
 use crate::error::ConfigError;
 use crate::BoxError;
@@ -134,7 +134,7 @@ where
         // it is polled, and one that is ready at once needs no clock at all).
         let sent_at = match deadline {
             Some(deadline) => {
-                let now = Instant::now();
+                let now = now_for_call();
                 if deadline <= now {
                     return ResponseFuture::rejected();
                 }
@@ -356,7 +356,9 @@ where
             return DeadlineFuture::rejected();
         }
         let inner = &mut self.inner;
-        let future = in_scope(deadline, || inner.call(request));
+        // Inner layers' `call`s (a retry's budget deposit, an attempt timeout) reuse this
+        // clock read.
+        let future = in_call_scope(deadline, now, || inner.call(request));
         DeadlineFuture::new(future, deadline)
     }
 }

@@ -38,5 +38,7 @@ mod layer;
 pub use self::deadline::{Deadline, Scoped};
 pub use self::layer::{DeadlineLayer, DeadlineService, Timeout, TimeoutLayer};
 
+#[cfg(feature = "retry")]
+pub(crate) use self::deadline::now_for_call;
 #[cfg_attr(not(feature = "http"), allow(unused_imports))]
 pub(crate) use self::deadline::{after, current_instant, in_scope};
