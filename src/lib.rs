@@ -48,6 +48,9 @@
 //! - [`circuit_breaker`]: count and time windows, failure-rate, slow-call and
 //!   consecutive-failure rules, growing open durations, exact half-open probes,
 //!   fail-fast or backpressure readiness, a [`Handle`](circuit_breaker::Handle).
+//! - [`chaos`] (feature `chaos`): fault injection for tests and game days (errors,
+//!   latency, hangs; on servers, status codes and aborted connections), seeded, switched
+//!   at run time.
 //! - [`classify`]: what counts as success, failure or neither; what may be retried; any
 //!   server pushback; including outcomes known only at the end of a stream.
 //! - [`error`]: every rejection type, [`is_rejection`](error::is_rejection), and
@@ -76,6 +79,7 @@
 //! | `throttle` | yes | [`throttle`]: client-side adaptive throttling |
 //! | `http` | no | body-long permits, load shedding, pushback, body replay, deadline headers, HTTP and gRPC classifiers ([`grpc`]) |
 //! | `tower-http` | no | adapters for `tower_http::classify` classifiers |
+//! | `chaos` | no | [`chaos`]: fault injection |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |
 //! | `full` | no | all of the above |
@@ -145,7 +149,8 @@ mod sync;
     feature = "bulkhead",
     feature = "retry",
     feature = "throttle",
-    feature = "timeout"
+    feature = "timeout",
+    feature = "chaos"
 ))]
 mod time;
 

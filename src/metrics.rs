@@ -27,6 +27,8 @@
 //! | `seawall_hedge_delay_seconds` | gauge | | the current hedge delay (fixed, or the latest percentile); NaN while too few latencies are known to hedge |
 //! | `seawall_throttle_rejections_total` | counter | | calls a throttle refused with `Throttled` |
 //! | `seawall_throttle_probability` | gauge | | a throttle's rejection probability, set on each call while above zero and once when it falls back to zero |
+//! | `seawall_chaos_faults_total` | counter | `fault` = `error` / `latency` / `hang` / `status` / `abort` | faults injected |
+//! | `seawall_chaos_injection_rate` | gauge | | the injection rate while enabled, 0 while disabled |
 
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use breaker::BreakerMetrics;

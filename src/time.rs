@@ -55,17 +55,25 @@ impl Jitter {
 
     /// A uniform value in `[0, 1)`.
     pub(crate) fn next_unit(&self) -> f64 {
-        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut z = self
-            .state
-            .fetch_add(GAMMA, std::sync::atomic::Ordering::Relaxed)
-            .wrapping_add(GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        let z = splitmix(
+            self.state
+                .fetch_add(SPLITMIX_GAMMA, std::sync::atomic::Ordering::Relaxed)
+                .wrapping_add(SPLITMIX_GAMMA),
+        );
         // 53 random bits into [0, 1).
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// SplitMix64's increment (the golden ratio).
+pub(crate) const SPLITMIX_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function: a well-mixed 64-bit value from a counter state.
+#[inline]
+pub(crate) fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A seed that differs between processes, for when the user sets none.
