@@ -507,3 +507,28 @@ mod deadline {
         assert_eq!(flaky.calls(), 2);
     }
 }
+
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test(start_paused = true)]
+async fn a_retry_rejected_by_the_breaker_below_goes_back_to_the_budget() {
+    use seawall::circuit_breaker::CircuitBreakerLayer;
+    let flaky = Flaky::new(10);
+    // The first attempt's failure trips the breaker; the retry is rejected by it.
+    let breaker = CircuitBreakerLayer::builder()
+        .without_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder()
+        .backoff(constant(1))
+        .budget(RetryBudget::builder().min_per_sec(100.0).build().unwrap())
+        .build()
+        .unwrap();
+    let svc = layer.layer(breaker.layer(flaky.service()));
+    let error = svc.oneshot(1).await.unwrap_err();
+    assert!(error.is::<seawall::error::CircuitOpen>());
+    assert_eq!(flaky.calls(), 1, "the retry reached nobody");
+    let budget = layer.budget().unwrap().snapshot();
+    assert_eq!(budget.withdrawals, 0, "so it was refunded");
+}

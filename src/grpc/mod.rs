@@ -81,9 +81,13 @@
 //! ```
 
 mod body;
+#[cfg(all(feature = "retry", feature = "timeout"))]
+mod client;
 mod code;
 
 pub use self::body::GrpcBody;
+#[cfg(all(feature = "retry", feature = "timeout"))]
+pub use self::client::{GrpcClient, GrpcClientLayer, MapRequestBody};
 pub use self::code::{Code, GRPC_STATUS};
 
 use http::{header::RETRY_AFTER, HeaderMap, Response, StatusCode};

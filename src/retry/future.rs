@@ -57,7 +57,8 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Calling { #[pin] future: F },
+        // `withdrawal`: the budget's retry this attempt spent (`None` for the first).
+        Calling { #[pin] future: F, withdrawal: Option<Withdrawal> },
         Waiting { #[pin] sleep: tokio::time::Sleep, withdrawal: Option<Withdrawal> },
         Readying { withdrawal: Option<Withdrawal> },
     }
@@ -74,7 +75,10 @@ where
         request: Option<Req>,
     ) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling {
+                future,
+                withdrawal: None,
+            },
             service,
             policy,
             request,
@@ -99,9 +103,19 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
+                StateProj::Calling { future, withdrawal } => {
                     let result = ready!(future.poll(cx));
                     let policy = &**this.policy;
+                    if withdrawal.is_some() {
+                        if let Err(e) = &result {
+                            // A retry that a layer below rejected (say, the breaker the
+                            // earlier attempts tripped) reached nobody: its budget goes
+                            // back. The caller gets the rejection.
+                            if crate::error::is_rejection_any(e) {
+                                policy.refund(withdrawal.take());
+                            }
+                        }
+                    }
                     let Some((delay, withdrawal)) = policy.retry_after(
                         &result,
                         *this.attempts,
@@ -136,15 +150,15 @@ where
                         this.policy.refund(withdrawal.take());
                         return Poll::Pending;
                     };
-                    // Sent: the retry stays spent.
-                    *withdrawal = None;
+                    // Sent: the retry stays spent, unless a layer below rejects it.
+                    let withdrawal = withdrawal.take();
                     *this.attempts += 1;
                     this.policy.metrics.retry();
                     if *this.attempts < this.policy.max_attempts {
                         *this.request = this.policy.replay.replay(&request);
                     }
                     let future = this.service.call(request);
-                    this.state.set(State::Calling { future });
+                    this.state.set(State::Calling { future, withdrawal });
                 }
             }
         }
