@@ -59,6 +59,9 @@
 //!   from headers or, at the end of the stream, from trailers.
 //! - [`hedge`]: a copy of a slow idempotent request after a fixed delay or a latency
 //!   percentile, charged to a retry budget; the first success wins.
+//! - [`reqwest`] (feature `reqwest`): `ReqwestClassifier`, `ReqwestReplay`,
+//!   `policy(name)` and `ClientExt::with_policy`: a `reqwest::Client` behind a policy in
+//!   one line.
 //! - [`retry`]: retries bounded by a budget, with jittered backoff, server pushback,
 //!   request replay (streamed HTTP bodies too) and idempotency rules.
 //! - [`throttle`]: client-side adaptive throttling (the Google SRE book's formula).
@@ -80,6 +83,7 @@
 //! | `http` | no | body-long permits, load shedding, pushback, body replay, deadline headers, HTTP and gRPC classifiers ([`grpc`]) |
 //! | `tower-http` | no | adapters for `tower_http::classify` classifiers |
 //! | `chaos` | no | [`chaos`]: fault injection |
+//! | `reqwest` | no | [`reqwest`]: a `reqwest::Client` behind a policy in one line |
 //! | `metrics` | no | report through the `metrics` facade (names in [`metrics`]) |
 //! | `tracing` | no | `tracing` events on state transitions |
 //! | `full` | no | all of the above |
@@ -126,6 +130,9 @@ pub mod http;
 #[cfg(feature = "policy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
 pub mod policy;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
