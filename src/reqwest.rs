@@ -83,12 +83,9 @@
 
 use std::any::Any;
 use std::error::Error;
-use std::time::SystemTime;
 
-use http::header::RETRY_AFTER;
 
 use crate::classify::{Classification, Classify, NoEos, Verdict};
-use crate::http::pushback::retry_after;
 use crate::http::StatusClassifier;
 
 #[cfg(feature = "policy")]
@@ -259,18 +256,8 @@ impl ReqwestClassifier {
     /// assert_eq!(c.pushback(), Some(Duration::from_secs(120)));
     /// ```
     pub fn classify_response(&self, response: &reqwest::Response) -> Classification {
-        let classification = self.status.classify_status(response.status());
-        if !classification.is_retryable() {
-            return classification;
-        }
-        match response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| retry_after(value, SystemTime::now()))
-        {
-            Some(delay) => classification.with_pushback(delay),
-            None => classification,
-        }
+        self.status
+            .classify_head(response.status(), response.headers())
     }
 
     /// The classification of an error as the policy's stages hand it over: a

@@ -162,12 +162,33 @@ impl StatusClassifier {
     /// assert_eq!(c.pushback(), Some(Duration::from_secs(120)));
     /// ```
     pub fn classify_response<B>(&self, response: &Response<B>) -> Classification {
-        let classification = self.classify_status(response.status());
+        self.classify_head(response.status(), response.headers())
+    }
+
+    /// The classification of a response from its status and headers alone, for clients
+    /// whose response type is not `http::Response` (reqwest's): as
+    /// [`classify_response`](Self::classify_response).
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use seawall::http::StatusClassifier;
+    /// use std::time::Duration;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("retry-after", "3".parse().unwrap());
+    /// let c = StatusClassifier::new().classify_head(StatusCode::TOO_MANY_REQUESTS, &headers);
+    /// assert_eq!(c.pushback(), Some(Duration::from_secs(3)));
+    /// ```
+    pub fn classify_head(
+        &self,
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+    ) -> Classification {
+        let classification = self.classify_status(status);
         if !classification.is_retryable() {
             return classification;
         }
-        match response
-            .headers()
+        match headers
             .get(RETRY_AFTER)
             .and_then(|value| retry_after(value, SystemTime::now()))
         {
