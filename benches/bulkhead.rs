@@ -28,15 +28,11 @@
 //! Counting needs a counting `#[global_allocator]`
 //! (`benches/support/alloc_counter.rs`).
 //!
-//! Driving, timing and counting a tower service, and the allocation table,
-//! come from `benches/support/overhead.rs`, shared with
-//! `benches/circuit_breaker.rs`.
+//! Driving, timing and counting a tower service, and the tables, come from
+//! `benches/support/overhead.rs`, shared with the other overhead benches.
 //!
 //! Run with `cargo bench --bench bulkhead` (about 40 s).
 
-use std::time::{Duration, SystemTime};
-
-use criterion::Criterion;
 use tower::Layer;
 
 #[path = "support/overhead.rs"]
@@ -46,7 +42,7 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{bench_tower, print_alloc_table, print_time_table, tower_allocs};
+use overhead::tower_contender;
 use peers::{
     echo, seawall_bulkhead_service, tower_concurrency_limit_service,
     tower_global_concurrency_limit_layer, tower_resilience_bulkhead_service,
@@ -56,54 +52,18 @@ use peers::{
 const GROUP: &str = "bulkhead_overhead";
 
 fn main() {
-    let started = SystemTime::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = overhead::runtime();
 
     // Everything is built here, outside the timed loops.
-    let bare = echo();
-    let seawall = seawall_bulkhead_service();
-    let tower_limit = tower_concurrency_limit_service();
-    let tower_global = tower_global_concurrency_limit_layer().layer(echo());
-    let tower_resilience = tower_resilience_bulkhead_service();
-
-    let names = [
-        "bare",
-        "seawall",
-        "tower_concurrency_limit",
-        "tower_global_concurrency_limit",
-        "tower_resilience",
+    let contenders = [
+        tower_contender("bare", echo()),
+        tower_contender("seawall", seawall_bulkhead_service()),
+        tower_contender("tower_concurrency_limit", tower_concurrency_limit_service()),
+        tower_contender(
+            "tower_global_concurrency_limit",
+            tower_global_concurrency_limit_layer().layer(echo()),
+        ),
+        tower_contender("tower_resilience", tower_resilience_bulkhead_service()),
     ];
-    let allocs = [
-        (names[0], tower_allocs(&rt, &bare)),
-        (names[1], tower_allocs(&rt, &seawall)),
-        (names[2], tower_allocs(&rt, &tower_limit)),
-        (names[3], tower_allocs(&rt, &tower_global)),
-        (names[4], tower_allocs(&rt, &tower_resilience)),
-    ];
-    print_alloc_table(&allocs);
-
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group(GROUP);
-        bench_tower(&mut group, &rt, names[0], &bare);
-        bench_tower(&mut group, &rt, names[1], &seawall);
-        bench_tower(&mut group, &rt, names[2], &tower_limit);
-        bench_tower(&mut group, &rt, names[3], &tower_global);
-        bench_tower(&mut group, &rt, names[4], &tower_resilience);
-        group.finish();
-    }
-    criterion.final_summary();
-
-    print_alloc_table(&allocs);
-    // Only after a real run: under `cargo test --benches` criterion writes
-    // nothing and the estimates on disk would be stale.
-    if std::env::args().any(|arg| arg == "--bench") {
-        print_time_table(GROUP, &names, &allocs, started);
-    }
+    overhead::run(&rt, GROUP, &contenders, |_| {});
 }

@@ -19,11 +19,13 @@
 //!
 //! Before criterion runs, the allocations per call of each contender are
 //! counted (100 000 calls each) and printed as a table; the table is printed
-//! again, with a CSV copy, after criterion's output. Counting needs a
-//! counting `#[global_allocator]` (`benches/support/alloc_counter.rs`).
+//! again, with a CSV copy, after criterion's output, together with a table of
+//! criterion's point estimates (ns/call, and the overhead over `bare`).
+//! Counting needs a counting `#[global_allocator]`
+//! (`benches/support/alloc_counter.rs`).
 //!
-//! Driving, timing and counting a tower service, and the allocation table,
-//! come from `benches/support/overhead.rs`, shared with `benches/bulkhead.rs`;
+//! Driving, timing and counting a tower service, and the tables, come from
+//! `benches/support/overhead.rs`, shared with the other overhead benches;
 //! failsafe's call, which is not a tower service, is here.
 //!
 //! Run with `cargo bench --bench circuit_breaker` (about a minute).
@@ -32,7 +34,6 @@ use std::fmt::Debug;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::Criterion;
 use failsafe::futures::CircuitBreaker as _;
 use seawall::circuit_breaker::CircuitBreakerLayer;
 use tokio::runtime::Runtime;
@@ -44,9 +45,7 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{
-    alloc_calls, bench_tower, print_alloc_table, tower_allocs, Group, ALLOC_SAMPLE_CALLS,
-};
+use overhead::{alloc_calls, tower_contender, Contender, Group, ALLOC_SAMPLE_CALLS};
 use peers::{echo, failsafe_breaker, seawall_service, tower_resilience_service, Failsafe};
 
 /// One call through failsafe. failsafe is not tower middleware; its futures
@@ -64,7 +63,7 @@ where
     breaker.call(fut).await.expect("call")
 }
 
-/// As [`tower_allocs`], for failsafe.
+/// As [`overhead::tower_allocs`], for failsafe.
 fn failsafe_allocs<S>(rt: &Runtime, breaker: &Failsafe, svc: &S) -> f64
 where
     S: Service<u64, Response = u64, Error: Debug> + Clone,
@@ -83,12 +82,12 @@ where
     })
 }
 
-/// As [`bench_tower`], for failsafe.
-fn bench_failsafe<S>(group: &mut Group<'_>, rt: &Runtime, breaker: &Failsafe, svc: &S)
+/// As [`overhead::bench_tower`], for failsafe.
+fn bench_failsafe<S>(group: &mut Group<'_>, rt: &Runtime, name: &str, breaker: &Failsafe, svc: &S)
 where
     S: Service<u64, Response = u64, Error: Debug> + Clone,
 {
-    group.bench_function("failsafe", |b| {
+    group.bench_function(name, |b| {
         b.to_async(rt).iter_custom(|iters| {
             let mut svc = svc.clone();
             async move {
@@ -103,50 +102,35 @@ where
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = overhead::runtime();
 
     // Everything is built here, outside the timed loops.
-    let bare = echo();
-    let seawall_default = seawall_service(CircuitBreakerLayer::builder());
-    let seawall_time_window =
-        seawall_service(CircuitBreakerLayer::builder().time_window(Duration::from_secs(10), 10));
-    let seawall_slow_calls =
-        seawall_service(CircuitBreakerLayer::builder().slow_calls(Duration::from_millis(500), 0.8));
-    let tower_resilience = tower_resilience_service();
     let failsafe = failsafe_breaker();
     let failsafe_inner = echo();
-
-    let allocs = [
-        ("bare", tower_allocs(&rt, &bare)),
-        ("seawall_default", tower_allocs(&rt, &seawall_default)),
-        (
-            "seawall_time_window",
-            tower_allocs(&rt, &seawall_time_window),
+    let contenders = [
+        tower_contender("bare", echo()),
+        tower_contender(
+            "seawall_default",
+            seawall_service(CircuitBreakerLayer::builder()),
         ),
-        ("seawall_slow_calls", tower_allocs(&rt, &seawall_slow_calls)),
-        ("tower_resilience", tower_allocs(&rt, &tower_resilience)),
-        ("failsafe", failsafe_allocs(&rt, &failsafe, &failsafe_inner)),
+        tower_contender(
+            "seawall_time_window",
+            seawall_service(
+                CircuitBreakerLayer::builder().time_window(Duration::from_secs(10), 10),
+            ),
+        ),
+        tower_contender(
+            "seawall_slow_calls",
+            seawall_service(
+                CircuitBreakerLayer::builder().slow_calls(Duration::from_millis(500), 0.8),
+            ),
+        ),
+        tower_contender("tower_resilience", tower_resilience_service()),
+        Contender::new(
+            "failsafe",
+            |rt| failsafe_allocs(rt, &failsafe, &failsafe_inner),
+            |group, rt, name| bench_failsafe(group, rt, name, &failsafe, &failsafe_inner),
+        ),
     ];
-    print_alloc_table(&allocs);
-
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group("breaker_overhead");
-        bench_tower(&mut group, &rt, "bare", &bare);
-        bench_tower(&mut group, &rt, "seawall_default", &seawall_default);
-        bench_tower(&mut group, &rt, "seawall_time_window", &seawall_time_window);
-        bench_tower(&mut group, &rt, "seawall_slow_calls", &seawall_slow_calls);
-        bench_tower(&mut group, &rt, "tower_resilience", &tower_resilience);
-        bench_failsafe(&mut group, &rt, &failsafe, &failsafe_inner);
-        group.finish();
-    }
-    criterion.final_summary();
-
-    print_alloc_table(&allocs);
+    overhead::run(&rt, "breaker_overhead", &contenders, |_| {});
 }

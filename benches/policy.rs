@@ -39,9 +39,8 @@
 //! Run with `cargo bench --bench policy` (about 30 s).
 
 use std::fmt::Debug;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use criterion::Criterion;
 use seawall::bulkhead::BulkheadLayer;
 use seawall::circuit_breaker::CircuitBreakerLayer;
 use seawall::policy::Policy;
@@ -56,9 +55,7 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{
-    bench_tower, criterion_estimate_ns, print_alloc_table, print_time_table, tower_allocs,
-};
+use overhead::{criterion_estimate_ns, tower_contender};
 use peers::echo;
 
 /// Criterion's group name (also its directory under `target/criterion`).
@@ -168,59 +165,23 @@ fn tower_resilience_stack(
 }
 
 fn main() {
-    let started = SystemTime::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = overhead::runtime();
 
     // Everything is built here, outside the timed loops (seawall's budget reads tokio's
     // clock, so it is built inside the runtime).
     let _guard = rt.enter();
-    let bare = echo();
-    let policy = seawall_policy();
-    let layers = seawall_layers();
-    let all_off = seawall_policy_all_off();
-    let tower_resilience = tower_resilience_stack();
-
-    let names = [
-        "bare",
-        "seawall_policy",
-        "seawall_layers",
-        "seawall_policy_all_off",
-        "tower_resilience",
+    let contenders = [
+        tower_contender("bare", echo()),
+        tower_contender("seawall_policy", seawall_policy()),
+        tower_contender("seawall_layers", seawall_layers()),
+        tower_contender("seawall_policy_all_off", seawall_policy_all_off()),
+        tower_contender("tower_resilience", tower_resilience_stack()),
     ];
-    let allocs = [
-        (names[0], tower_allocs(&rt, &bare)),
-        (names[1], tower_allocs(&rt, &policy)),
-        (names[2], tower_allocs(&rt, &layers)),
-        (names[3], tower_allocs(&rt, &all_off)),
-        (names[4], tower_allocs(&rt, &tower_resilience)),
-    ];
-    print_alloc_table(&allocs);
-
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group(GROUP);
-        bench_tower(&mut group, &rt, names[0], &bare);
-        bench_tower(&mut group, &rt, names[1], &policy);
-        bench_tower(&mut group, &rt, names[2], &layers);
-        bench_tower(&mut group, &rt, names[3], &all_off);
-        bench_tower(&mut group, &rt, names[4], &tower_resilience);
-        group.finish();
-    }
-    criterion.final_summary();
-
-    print_alloc_table(&allocs);
-    // Only after a real run: under `cargo test --benches` criterion writes nothing and
-    // the estimates on disk would be stale.
-    if std::env::args().any(|arg| arg == "--bench") {
-        print_time_table(GROUP, &names, &allocs, started);
+    if let Some(started) = overhead::run(&rt, GROUP, &contenders, |_| {}) {
         let estimate = |name| criterion_estimate_ns(GROUP, name, started);
-        if let (Some(seawall), Some(peer)) = (estimate(names[1]), estimate(names[4])) {
+        if let (Some(seawall), Some(peer)) =
+            (estimate("seawall_policy"), estimate("tower_resilience"))
+        {
             println!(
                 "seawall_policy is {:.1}x faster than tower_resilience ({seawall:.1} ns vs {peer:.1} ns per call)",
                 peer / seawall

@@ -41,7 +41,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
 use seawall::retry::budget::RetryBudget;
@@ -54,9 +53,7 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{
-    bench_tower, criterion_estimate_ns, print_alloc_table, print_time_table, tower_allocs,
-};
+use overhead::{criterion_estimate_ns, tower_contender};
 use peers::{echo, seawall_retry_service, tower_resilience_retry_service, tower_retry_service};
 
 /// Criterion's group name (also its directory under `target/criterion`).
@@ -65,54 +62,25 @@ const GROUP: &str = "retry_overhead";
 const PARTS: &str = "retry_parts";
 
 fn main() {
-    let started = SystemTime::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = overhead::runtime();
 
     // Everything is built here, outside the timed loops (seawall's budget reads tokio's
     // clock, so it is built inside the runtime).
     let _guard = rt.enter();
-    let bare = echo();
-    let seawall = seawall_retry_service(RetryLayer::builder());
-    let seawall_unbudgeted = seawall_retry_service(RetryLayer::builder().without_budget());
-    let tower = tower_retry_service();
-    let tower_resilience = tower_resilience_retry_service();
-
-    let names = [
-        "bare",
-        "seawall",
-        "seawall_without_budget",
-        "tower_retry_tps_budget",
-        "tower_resilience",
+    let contenders = [
+        tower_contender("bare", echo()),
+        tower_contender("seawall", seawall_retry_service(RetryLayer::builder())),
+        tower_contender(
+            "seawall_without_budget",
+            seawall_retry_service(RetryLayer::builder().without_budget()),
+        ),
+        tower_contender("tower_retry_tps_budget", tower_retry_service()),
+        tower_contender("tower_resilience", tower_resilience_retry_service()),
     ];
-    let allocs = [
-        (names[0], tower_allocs(&rt, &bare)),
-        (names[1], tower_allocs(&rt, &seawall)),
-        (names[2], tower_allocs(&rt, &seawall_unbudgeted)),
-        (names[3], tower_allocs(&rt, &tower)),
-        (names[4], tower_allocs(&rt, &tower_resilience)),
-    ];
-    print_alloc_table(&allocs);
-
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group(GROUP);
-        bench_tower(&mut group, &rt, names[0], &bare);
-        bench_tower(&mut group, &rt, names[1], &seawall);
-        bench_tower(&mut group, &rt, names[2], &seawall_unbudgeted);
-        bench_tower(&mut group, &rt, names[3], &tower);
-        bench_tower(&mut group, &rt, names[4], &tower_resilience);
-        group.finish();
-    }
     let parts = ["clock_read", "budget_deposit", "arc_clone_drop"];
-    {
-        let budget = RetryBudget::builder().build().expect("valid budget");
-        let shared = Arc::new(0u64);
+    let budget = RetryBudget::builder().build().expect("valid budget");
+    let shared = Arc::new(0u64);
+    let time_parts = |criterion: &mut Criterion| {
         let mut group = criterion.benchmark_group(PARTS);
         group.bench_function(parts[0], |b| {
             b.iter(|| black_box(tokio::time::Instant::now()))
@@ -122,14 +90,8 @@ fn main() {
             b.iter(|| drop(black_box(Arc::clone(black_box(&shared)))))
         });
         group.finish();
-    }
-    criterion.final_summary();
-
-    print_alloc_table(&allocs);
-    // Only after a real run: under `cargo test --benches` criterion writes nothing and
-    // the estimates on disk would be stale.
-    if std::env::args().any(|arg| arg == "--bench") {
-        print_time_table(GROUP, &names, &allocs, started);
+    };
+    if let Some(started) = overhead::run(&rt, GROUP, &contenders, time_parts) {
         println!("pieces of the success path (criterion's estimates), single thread");
         for part in parts {
             let time = criterion_estimate_ns(PARTS, part, started);

@@ -17,9 +17,8 @@
 //!
 //! Run with `cargo bench --bench timeout` (about 30 s).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use criterion::Criterion;
 use tower::ServiceBuilder;
 
 #[path = "support/overhead.rs"]
@@ -28,67 +27,43 @@ mod overhead;
 #[path = "support/peers.rs"]
 mod peers;
 
-use overhead::{bench_tower, print_alloc_table, print_time_table, tower_allocs};
+use overhead::tower_contender;
 use peers::echo;
 
 const GROUP: &str = "timeout_overhead";
 
 fn main() {
-    let started = SystemTime::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = overhead::runtime();
     let second = Duration::from_secs(1);
 
-    let bare = echo();
-    let tower_timeout = ServiceBuilder::new()
-        .layer(tower::timeout::TimeoutLayer::new(second))
-        .service(echo());
-    let seawall_timeout = ServiceBuilder::new()
-        .layer(seawall::timeout::TimeoutLayer::new(second).expect("valid"))
-        .service(echo());
-    let seawall_deadline = ServiceBuilder::new()
-        .layer(seawall::timeout::DeadlineLayer::new(second).expect("valid"))
-        .service(echo());
-    let seawall_both = ServiceBuilder::new()
-        .layer(seawall::timeout::DeadlineLayer::new(second).expect("valid"))
-        .layer(seawall::timeout::TimeoutLayer::new(second).expect("valid"))
-        .service(echo());
-
-    let names = [
-        "bare",
-        "tower_timeout",
-        "seawall_timeout",
-        "seawall_deadline",
-        "seawall_deadline_and_timeout",
+    // Everything is built here, outside the timed loops.
+    let contenders = [
+        tower_contender("bare", echo()),
+        tower_contender(
+            "tower_timeout",
+            ServiceBuilder::new()
+                .layer(tower::timeout::TimeoutLayer::new(second))
+                .service(echo()),
+        ),
+        tower_contender(
+            "seawall_timeout",
+            ServiceBuilder::new()
+                .layer(seawall::timeout::TimeoutLayer::new(second).expect("valid"))
+                .service(echo()),
+        ),
+        tower_contender(
+            "seawall_deadline",
+            ServiceBuilder::new()
+                .layer(seawall::timeout::DeadlineLayer::new(second).expect("valid"))
+                .service(echo()),
+        ),
+        tower_contender(
+            "seawall_deadline_and_timeout",
+            ServiceBuilder::new()
+                .layer(seawall::timeout::DeadlineLayer::new(second).expect("valid"))
+                .layer(seawall::timeout::TimeoutLayer::new(second).expect("valid"))
+                .service(echo()),
+        ),
     ];
-    let allocs = [
-        (names[0], tower_allocs(&rt, &bare)),
-        (names[1], tower_allocs(&rt, &tower_timeout)),
-        (names[2], tower_allocs(&rt, &seawall_timeout)),
-        (names[3], tower_allocs(&rt, &seawall_deadline)),
-        (names[4], tower_allocs(&rt, &seawall_both)),
-    ];
-    print_alloc_table(&allocs);
-
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group(GROUP);
-        bench_tower(&mut group, &rt, names[0], &bare);
-        bench_tower(&mut group, &rt, names[1], &tower_timeout);
-        bench_tower(&mut group, &rt, names[2], &seawall_timeout);
-        bench_tower(&mut group, &rt, names[3], &seawall_deadline);
-        bench_tower(&mut group, &rt, names[4], &seawall_both);
-        group.finish();
-    }
-    criterion.final_summary();
-
-    print_alloc_table(&allocs);
-    if std::env::args().any(|arg| arg == "--bench") {
-        print_time_table(GROUP, &names, &allocs, started);
-    }
+    overhead::run(&rt, GROUP, &contenders, |_| {});
 }

@@ -1,12 +1,18 @@
-//! The helpers both overhead benches share (`benches/circuit_breaker.rs` and
-//! `benches/bulkhead.rs`): driving a tower service one call at a time on a
-//! `current_thread` runtime, timing it under criterion, and counting its
+//! The helpers the overhead benches share (`benches/bulkhead.rs`,
+//! `benches/circuit_breaker.rs`, `benches/policy.rs`, `benches/retry.rs`,
+//! `benches/timeout.rs`): driving a tower service one call at a time on a
+//! `current_thread` runtime, timing it under criterion, counting its
 //! allocations per call with the counting allocator of
-//! `benches/support/alloc_counter.rs` (installed by this module).
+//! `benches/support/alloc_counter.rs` (installed by this module), and [`run`],
+//! the whole bench: allocation table, one criterion group, time table. A bench's
+//! `main` builds its contenders and hands them to [`run`].
 
 use std::fmt::Debug;
 use std::hint::black_box;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
 
+use criterion::Criterion;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
@@ -19,6 +25,102 @@ pub(crate) const ALLOC_SAMPLE_CALLS: u64 = 100_000;
 
 /// A criterion benchmark group measuring wall time.
 pub(crate) type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// The `current_thread` runtime every contender runs on.
+pub(crate) fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Times one contender in a criterion group, under the name it is given.
+type Timer<'a> = Box<dyn Fn(&mut Group<'_>, &Runtime, &str) + 'a>;
+
+/// One contender of an overhead bench: its name, how to count its allocations
+/// per call, and how to time it in a criterion group (under the name it is
+/// given).
+pub(crate) struct Contender<'a> {
+    name: &'static str,
+    allocs: Box<dyn Fn(&Runtime) -> f64 + 'a>,
+    bench: Timer<'a>,
+}
+
+impl<'a> Contender<'a> {
+    /// A contender counted by `allocs` and timed by `bench`.
+    #[allow(dead_code)] // only the breaker bench has a contender that is not a tower service
+    pub(crate) fn new(
+        name: &'static str,
+        allocs: impl Fn(&Runtime) -> f64 + 'a,
+        bench: impl Fn(&mut Group<'_>, &Runtime, &str) + 'a,
+    ) -> Self {
+        Self {
+            name,
+            allocs: Box::new(allocs),
+            bench: Box::new(bench),
+        }
+    }
+}
+
+/// A tower service as a contender: counted by [`tower_allocs`], timed by
+/// [`bench_tower`].
+pub(crate) fn tower_contender<'a, S>(name: &'static str, svc: S) -> Contender<'a>
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone + 'a,
+{
+    let svc = Rc::new(svc);
+    let timed = Rc::clone(&svc);
+    Contender {
+        name,
+        allocs: Box::new(move |rt| tower_allocs(rt, &*svc)),
+        bench: Box::new(move |group, rt, name| bench_tower(group, rt, name, &*timed)),
+    }
+}
+
+/// The whole overhead bench: counts the allocations per call of every
+/// contender and prints them (before criterion's output, and again after it),
+/// times every contender in the criterion group `group`, lets `more` add
+/// groups of its own to the same criterion run, and, after a real run, prints
+/// the time table ([`print_time_table`]).
+///
+/// Returns when the run started, after a real run only (`--bench` on the
+/// command line): under `cargo test --benches` criterion writes nothing and
+/// the estimates on disk would be stale.
+pub(crate) fn run(
+    rt: &Runtime,
+    group: &str,
+    contenders: &[Contender<'_>],
+    more: impl FnOnce(&mut Criterion),
+) -> Option<SystemTime> {
+    let started = SystemTime::now();
+    let allocs: Vec<(&str, f64)> = contenders
+        .iter()
+        .map(|contender| (contender.name, (contender.allocs)(rt)))
+        .collect();
+    print_alloc_table(&allocs);
+
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    {
+        let mut timed = criterion.benchmark_group(group);
+        for contender in contenders {
+            (contender.bench)(&mut timed, rt, contender.name);
+        }
+        timed.finish();
+    }
+    more(&mut criterion);
+    criterion.final_summary();
+
+    print_alloc_table(&allocs);
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return None;
+    }
+    let names: Vec<&str> = contenders.iter().map(|contender| contender.name).collect();
+    print_time_table(group, &names, &allocs, started);
+    Some(started)
+}
 
 /// Allocation calls made so far on this thread.
 pub(crate) fn alloc_calls() -> u64 {
@@ -100,12 +202,7 @@ where
 /// prints it (the slope of its linear sampling, else the mean), read back from
 /// `<target>/criterion/<group>/<name>/new/estimates.json`; `None` when it is not there or
 /// older than `since` (e.g. a filter skipped the contender).
-#[allow(dead_code)] // not every bench that includes this file prints a time table
-pub(crate) fn criterion_estimate_ns(
-    group: &str,
-    name: &str,
-    since: std::time::SystemTime,
-) -> Option<f64> {
+pub(crate) fn criterion_estimate_ns(group: &str, name: &str, since: SystemTime) -> Option<f64> {
     use std::path::PathBuf;
     let dir = match std::env::var_os("CRITERION_HOME") {
         Some(home) => PathBuf::from(home),
@@ -139,12 +236,11 @@ pub(crate) fn criterion_estimate_ns(
 /// `group` (just written, i.e. not older than `since`), their overhead over the contender
 /// named `bare`, and the allocations per call in `allocs` (in the order of `names`).
 /// Prints nothing when criterion wrote no estimate.
-#[allow(dead_code)] // not every bench that includes this file prints a time table
 pub(crate) fn print_time_table(
     group: &str,
     names: &[&str],
     allocs: &[(&str, f64)],
-    since: std::time::SystemTime,
+    since: SystemTime,
 ) {
     let times: Vec<Option<f64>> = names
         .iter()

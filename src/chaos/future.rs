@@ -43,10 +43,7 @@ pin_project! {
         },
         Delayed {
             #[pin]
-            sleep: Sleep,
-            slept: bool,
-            #[pin]
-            future: F,
+            future: Delayed<F>,
         },
         Error {
             error: Option<BoxError>,
@@ -66,9 +63,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn delayed(sleep: Sleep, future: F) -> Self {
         Self {
             kind: Kind::Delayed {
-                sleep,
-                slept: false,
-                future,
+                future: Delayed::new(sleep, future),
             },
         }
     }
@@ -95,17 +90,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Delayed {
-                sleep,
-                slept,
-                future,
-            } => {
-                if !*slept {
-                    ready!(sleep.poll(cx));
-                    *slept = true;
-                }
-                future.poll(cx).map_err(Into::into)
-            }
+            KindProj::Delayed { future } => future.poll(cx).map_err(Into::into),
             KindProj::Error { error } => Poll::Ready(Err(error
                 .take()
                 // Polled again after completion (a contract breach by the caller).
@@ -128,5 +113,41 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
             .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The inner call's future, first polled once `sleep` is over: an injected latency
+    /// (in both fault layers' futures).
+    pub(crate) struct Delayed<F> {
+        #[pin]
+        sleep: Sleep,
+        slept: bool,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Delayed<F> {
+    pub(crate) fn new(sleep: Sleep, future: F) -> Self {
+        Self {
+            sleep,
+            slept: false,
+            future,
+        }
+    }
+}
+
+impl<F: Future> Future for Delayed<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if !*this.slept {
+            ready!(this.sleep.poll(cx));
+            *this.slept = true;
+        }
+        this.future.poll(cx)
     }
 }

@@ -58,18 +58,18 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower::{Layer, Service};
 
+use super::future::Delayed;
 use super::layer::Common;
 use super::state::{Action, Decision, Shared};
-use super::{Handle, InjectedFault};
+use super::{decide_ready, Handle, InjectedFault};
 use crate::error::ConfigError;
 use crate::BoxError;
 
@@ -477,12 +477,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let decision = *self.decision.get_or_insert_with(|| self.shared.decide());
-        let skips_inner = matches!(
-            self.shared.entry(decision).map(|e| &e.action),
-            Some(Action::Status { .. } | Action::Abort | Action::Hang)
-        );
-        if skips_inner {
+        if decide_ready(&self.shared, &mut self.decision) {
             return Poll::Ready(Ok(()));
         }
         self.inner.poll_ready(cx)
@@ -507,9 +502,7 @@ where
             Action::Abort => Kind::Abort,
             Action::Hang => Kind::Hang,
             Action::Latency(latency) => Kind::Delayed {
-                sleep: tokio::time::sleep(*latency),
-                slept: false,
-                future: self.inner.call(request),
+                future: Delayed::new(tokio::time::sleep(*latency), self.inner.call(request)),
             },
             // Never in this layer's list (its builder cannot add one).
             Action::Error(_) => {
@@ -556,10 +549,7 @@ pin_project! {
         },
         Delayed {
             #[pin]
-            sleep: Sleep,
-            slept: bool,
-            #[pin]
-            future: F,
+            future: Delayed<F>,
         },
         Status {
             status: StatusCode,
@@ -589,19 +579,9 @@ where
             KindProj::Called { future } => future
                 .poll(cx)
                 .map(|result| result.map(|response| response.map(FaultBody::inner))),
-            KindProj::Delayed {
-                sleep,
-                slept,
-                future,
-            } => {
-                if !*slept {
-                    ready!(sleep.poll(cx));
-                    *slept = true;
-                }
-                future
-                    .poll(cx)
-                    .map(|result| result.map(|response| response.map(FaultBody::inner)))
-            }
+            KindProj::Delayed { future } => future
+                .poll(cx)
+                .map(|result| result.map(|response| response.map(FaultBody::inner))),
             KindProj::Status {
                 status,
                 retry_after,

@@ -273,13 +273,16 @@ impl<S> FaultInjection<S> {
     }
 }
 
-/// Whether this layer's fault for `decision` answers without the inner service.
+/// Decides the call's fault in `poll_ready` (both fault layers), once per call: polled
+/// again while the inner service is pending, the decision stands. Returns whether the
+/// fault answers without the inner service (every fault but a latency; each layer's
+/// builder adds only its own faults), which then need not be ready.
 #[inline]
-fn skips_inner(shared: &Shared, decision: Decision) -> bool {
-    matches!(
-        shared.entry(decision).map(|e| &e.action),
-        Some(Action::Error(_) | Action::Hang)
-    )
+pub(crate) fn decide_ready(shared: &Shared, decision: &mut Option<Decision>) -> bool {
+    let decision = *decision.get_or_insert_with(|| shared.decide());
+    shared
+        .entry(decision)
+        .is_some_and(|entry| !matches!(entry.action, Action::Latency(_)))
 }
 
 impl<S, Req> Service<Req> for FaultInjection<S>
@@ -293,10 +296,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Decided once per call: polled again while the inner service is pending, the
-        // decision stands.
-        let decision = *self.decision.get_or_insert_with(|| self.shared.decide());
-        if skips_inner(&self.shared, decision) {
+        if decide_ready(&self.shared, &mut self.decision) {
             // Nothing below needs to be ready for a call that is not sent.
             return Poll::Ready(Ok(()));
         }

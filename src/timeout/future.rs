@@ -56,6 +56,27 @@ pin_project! {
     }
 }
 
+impl Timer {
+    /// Arms the timer at the instant `end` returns, unless it is armed already, and
+    /// polls it: `Ready` once that instant has passed.
+    #[inline]
+    fn poll_until(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        end: impl FnOnce() -> Instant,
+    ) -> Poll<()> {
+        if let TimerProj::Idle = self.as_mut().project() {
+            self.set(Timer::Armed {
+                sleep: tokio::time::sleep_until(end()),
+            });
+        }
+        match self.project() {
+            TimerProj::Armed { sleep } => sleep.poll(cx),
+            TimerProj::Idle => Poll::Pending, // armed just above
+        }
+    }
+}
+
 impl std::fmt::Debug for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -103,7 +124,7 @@ where
             KindProj::Rejected => Poll::Ready(Err(DeadlineExceeded::before_send().into())),
             KindProj::Running {
                 future,
-                mut timer,
+                timer,
                 timeout,
                 deadline,
                 sent_at,
@@ -112,30 +133,23 @@ where
                 if let Poll::Ready(result) = future.poll(cx) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                if let TimerProj::Idle = timer.as_mut().project() {
+                ready!(timer.poll_until(cx, || {
                     let sent_at = *sent_at.get_or_insert_with(Instant::now);
                     let own = after(sent_at, *timeout);
-                    let end = match *deadline {
+                    match *deadline {
                         Some(deadline) if deadline < own => {
                             *by_deadline = true;
                             deadline
                         }
                         _ => own,
-                    };
-                    timer.set(Timer::Armed {
-                        sleep: tokio::time::sleep_until(end),
-                    });
-                }
-                if let TimerProj::Armed { sleep } = timer.project() {
-                    ready!(sleep.poll(cx));
-                    let error: BoxError = if *by_deadline {
-                        DeadlineExceeded::while_sent().into()
-                    } else {
-                        Elapsed::new(*timeout).into()
-                    };
-                    return Poll::Ready(Err(error));
-                }
-                Poll::Pending
+                    }
+                }));
+                let error: BoxError = if *by_deadline {
+                    DeadlineExceeded::while_sent().into()
+                } else {
+                    Elapsed::new(*timeout).into()
+                };
+                Poll::Ready(Err(error))
             }
         }
     }
@@ -197,23 +211,15 @@ where
             DeadlineKindProj::Rejected => Poll::Ready(Err(DeadlineExceeded::before_send().into())),
             DeadlineKindProj::Running {
                 future,
-                mut timer,
+                timer,
                 deadline,
             } => {
                 let deadline = *deadline;
                 if let Poll::Ready(result) = in_scope(deadline, || future.poll(cx)) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                if let TimerProj::Idle = timer.as_mut().project() {
-                    timer.set(Timer::Armed {
-                        sleep: tokio::time::sleep_until(deadline),
-                    });
-                }
-                if let TimerProj::Armed { sleep } = timer.project() {
-                    ready!(sleep.poll(cx));
-                    return Poll::Ready(Err(DeadlineExceeded::while_sent().into()));
-                }
-                Poll::Pending
+                ready!(timer.poll_until(cx, || deadline));
+                Poll::Ready(Err(DeadlineExceeded::while_sent().into()))
             }
         }
     }
