@@ -138,6 +138,15 @@
 //! breaker then returns `http::Response<GrpcBody<B, OutcomeRecorder>>` and records the
 //! call when the body ends (feature `http`).
 //!
+//! # From a file, per endpoint
+//!
+//! - [`PolicyConfig`] (feature `serde`): defaults and a policy per downstream from one
+//!   TOML or YAML file, checked at load (a config that loads builds); see
+//!   [`config`].
+//! - [`Registry`]: policies keyed by downstream and endpoint, made on first use,
+//!   bounded (least recently used and idle entries evicted), optionally one retry budget
+//!   per downstream.
+//!
 //! # Observing a policy
 //!
 //! [`Policy::handle`] gives a [`PolicyHandle`]: the breaker's, bulkhead's and hedge's
@@ -155,19 +164,26 @@
 //! figures.
 
 mod builder;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 pub mod future;
 mod handle;
+mod registry;
 mod stack;
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tower::{Layer, Service};
 
 pub use self::builder::PolicyBuilder;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use self::config::{ConfigFileError, PolicyConfig};
 pub use self::handle::PolicyHandle;
+pub use self::registry::{Registry, RegistryBuilder};
 
 use self::future::ResponseFuture;
 use self::stack::{
@@ -301,11 +317,11 @@ impl<S, C: Clone, R, H, B> Layer<S> for Policy<C, R, H, B> {
         };
         let svc = match &self.bulkhead {
             Some(layer) => MaybeBulkhead::On(layer.layer(svc)),
-            None => MaybeBulkhead::Off(svc, PhantomData),
+            None => MaybeBulkhead::Off(svc),
         };
         let svc = match &self.circuit_breaker {
             Some(layer) => MaybeBreaker::On(layer.layer(svc)),
-            None => MaybeBreaker::Off(svc, PhantomData),
+            None => MaybeBreaker::Off(svc),
         };
         let svc = match &self.hedge {
             Some(layer) => MaybeHedge::On(layer.layer(svc)),
