@@ -84,7 +84,6 @@
 use std::any::Any;
 use std::error::Error;
 
-
 use crate::classify::{Classification, Classify, NoEos, Verdict};
 use crate::http::StatusClassifier;
 
