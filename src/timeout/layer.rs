@@ -326,7 +326,13 @@ where
         }
         let inner = &mut self.inner;
         match in_scope(waiting.deadline, || inner.poll_ready(cx)) {
-            Poll::Ready(ready) => Poll::Ready(ready.map_err(Into::into)),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                // No call follows a failed readiness: the wait is over, and a later wait
+                // starts a deadline of its own.
+                self.waiting = None;
+                Poll::Ready(Err(e.into()))
+            }
             Poll::Pending => {
                 if waiting.timer.as_mut().poll(cx).is_ready() {
                     waiting.expired = true;
