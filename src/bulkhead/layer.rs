@@ -134,13 +134,15 @@ impl fmt::Debug for Builder {
 }
 
 impl Builder {
-    /// The bulkhead's name: the `policy` label of its metrics. Default `"default"`.
+    /// The bulkhead's name: the `policy` label of its metrics. Default `"default"`; an
+    /// empty name is a [`ConfigError`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// The most calls in flight at once (default 25, as Resilience4j).
+    /// The most calls in flight at once (default 25, as Resilience4j). Zero is a
+    /// [`ConfigError`].
     pub fn max_concurrent(mut self, calls: u32) -> Self {
         self.max_concurrent = calls;
         self.max_concurrent_set = true;
@@ -154,7 +156,11 @@ impl Builder {
     /// local rejections by an inner seawall layer and cancelled calls teach nothing.
     ///
     /// The algorithm owns the limit, so setting [`max_concurrent`](Self::max_concurrent)
-    /// too is a [`ConfigError`].
+    /// too is a [`ConfigError`]. So is an algorithm whose limits make no sense (a
+    /// [`min_limit`](LimitAlgorithm::min_limit) of zero, or an
+    /// [`initial_limit`](LimitAlgorithm::initial_limit) outside `min_limit..=max_limit`):
+    /// the algorithms of this crate check theirs when built, a hand-written one is
+    /// checked here.
     pub fn adaptive(mut self, algorithm: impl LimitAlgorithm) -> Self {
         self.adaptive = Some(Arc::new(algorithm));
         self
@@ -168,7 +174,8 @@ impl Builder {
     }
 
     /// The most callers that may wait at once; more are rejected at once (default:
-    /// unbounded). Only meaningful with a positive [`max_wait`](Self::max_wait).
+    /// unbounded). Only meaningful with a positive [`max_wait`](Self::max_wait): zero, or
+    /// any value with a zero `max_wait`, is a [`ConfigError`].
     pub fn max_waiting(mut self, callers: u32) -> Self {
         self.max_waiting = Some(callers);
         self
@@ -188,7 +195,8 @@ impl Builder {
     /// Build a [`PartitionedBulkheadLayer`] from the declared
     /// [`partition`](Self::partition)s, with `select` naming each request's class (an
     /// unknown name falls into the first partition). Partitions shed at once, so a
-    /// positive [`max_wait`](Self::max_wait) is a [`ConfigError`], as are shares outside
+    /// positive [`max_wait`](Self::max_wait) or any [`max_waiting`](Self::max_waiting) is
+    /// a [`ConfigError`], as are an [`adaptive`](Self::adaptive) limit, shares outside
     /// (0, 1], shares adding up to more than 1, repeated names, and a share too small for
     /// one permit.
     pub fn build_partitioned<F>(
@@ -199,10 +207,16 @@ impl Builder {
         if self.partitions.is_empty() {
             return err("partition", "no partition is declared".to_owned());
         }
-        if !self.max_wait.is_zero() || self.max_waiting.is_some() {
+        if !self.max_wait.is_zero() {
             return err(
                 "max_wait",
                 "partitions shed at once: the class is known only in `call`".to_owned(),
+            );
+        }
+        if self.max_waiting.is_some() {
+            return err(
+                "max_waiting",
+                "partitions shed at once, so nobody waits: leave max_waiting unset".to_owned(),
             );
         }
         if self.adaptive.is_some() {
@@ -242,6 +256,22 @@ impl Builder {
                 "the adaptive algorithm sets the limit; set its min and max limits instead"
                     .to_owned(),
             );
+        }
+        if let Some(algorithm) = &self.adaptive {
+            let (initial, min, max) = (
+                algorithm.initial_limit(),
+                algorithm.min_limit(),
+                algorithm.max_limit(),
+            );
+            if min == 0 || !(min..=max).contains(&initial) {
+                return err(
+                    "adaptive",
+                    format!(
+                        "the algorithm's limits must satisfy 1 <= min_limit <= initial_limit \
+                         <= max_limit (got min {min}, initial {initial}, max {max})"
+                    ),
+                );
+            }
         }
         if let Some(waiting) = self.max_waiting {
             if waiting == 0 {

@@ -140,40 +140,46 @@ impl Builder {
 
 impl<C> Builder<C> {
     /// The breaker's name: the `policy` label of its metrics and tracing events.
-    /// Default `"default"`.
+    /// Default `"default"`; an empty name is a [`ConfigError`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// Judge the last `calls` calls (default: a count window of 100 calls).
+    /// Judge the last `calls` calls (default: a count window of 100 calls). Zero, or
+    /// more than a million, is a [`ConfigError`].
     pub fn count_window(mut self, calls: u32) -> Self {
         self.window = WindowSpec::Count(calls);
         self
     }
 
     /// Judge the calls of the last `length`, kept in `buckets` buckets of
-    /// `length / buckets` each (e.g. 10 s in 10 buckets).
+    /// `length / buckets` each (e.g. 10 s in 10 buckets). Zero or more than 1000
+    /// buckets, or buckets shorter than 1 ms, are a [`ConfigError`].
     pub fn time_window(mut self, length: Duration, buckets: u32) -> Self {
         self.window = WindowSpec::Time { length, buckets };
         self
     }
 
     /// Trip when at least this share of the window's calls failed (0.0 to 1.0; default
-    /// 0.5), once the window holds [`minimum_calls`](Self::minimum_calls).
+    /// 0.5), once the window holds [`minimum_calls`](Self::minimum_calls). A value
+    /// outside `0.0..=1.0` (NaN included) is a [`ConfigError`].
     pub fn failure_rate(mut self, threshold: f64) -> Self {
         self.failure_rate = Some(threshold);
         self
     }
 
-    /// Do not trip on the failure rate (use the slow-call or consecutive-failure rules).
+    /// Do not trip on the failure rate (use the slow-call or consecutive-failure rules;
+    /// with neither set, the breaker could never trip, and that is a [`ConfigError`]
+    /// naming `failure_rate`).
     pub fn without_failure_rate(mut self) -> Self {
         self.failure_rate = None;
         self
     }
 
     /// The rate rules judge the window only once it holds at least this many calls
-    /// (default 20). For a count window it may not exceed the window's size.
+    /// (default 20). Zero, or (for a count window) more than the window's size, is a
+    /// [`ConfigError`].
     pub fn minimum_calls(mut self, calls: u64) -> Self {
         self.minimum_calls = calls;
         self
@@ -181,25 +187,29 @@ impl<C> Builder<C> {
 
     /// Calls that take at least `threshold` are slow; trip when at least `rate` (0.0 to
     /// 1.0) of the window's calls were slow. Off by default. With it on, a half-open probe
-    /// that is slow counts as a failed probe.
+    /// that is slow counts as a failed probe. A zero threshold, or a rate outside
+    /// `0.0..=1.0` (NaN included), is a [`ConfigError`].
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
         self.slow_calls = Some((threshold, rate));
         self
     }
 
     /// Trip after this many failures in a row, whatever the window says. Off by default.
+    /// Zero is a [`ConfigError`].
     pub fn consecutive_failures(mut self, failures: u32) -> Self {
         self.consecutive_failures = Some(failures);
         self
     }
 
-    /// How long the breaker stays open after its first trip (default 5 s).
+    /// How long the breaker stays open after its first trip (default 5 s). Zero is a
+    /// [`ConfigError`].
     pub fn open_duration(mut self, duration: Duration) -> Self {
         self.open_duration = duration;
         self
     }
 
     /// The longest the open duration may grow to on repeated trips (default 300 s).
+    /// Less than [`open_duration`](Self::open_duration) is a [`ConfigError`].
     pub fn max_open_duration(mut self, duration: Duration) -> Self {
         self.max_open_duration = duration;
         self
@@ -207,27 +217,31 @@ impl<C> Builder<C> {
 
     /// Each trip that follows another without a healthy period between them multiplies
     /// the open duration by this factor (at least 1.0; default 2.0; 1.0 keeps it fixed).
+    /// Below 1.0, NaN or infinite is a [`ConfigError`].
     pub fn open_duration_multiplier(mut self, multiplier: f64) -> Self {
         self.multiplier = multiplier;
         self
     }
 
     /// Shorten each open duration by a random share of up to `jitter` (0.0 to 1.0; default
-    /// 0.1), so that clients that tripped together do not probe together.
+    /// 0.1), so that clients that tripped together do not probe together. A value
+    /// outside `0.0..=1.0` (NaN included) is a [`ConfigError`].
     pub fn jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter;
         self
     }
 
     /// After the breaker has stayed closed this long, the next trip starts again from
-    /// [`open_duration`](Self::open_duration) (default: the max open duration).
+    /// [`open_duration`](Self::open_duration) (default: the max open duration). Zero is a
+    /// [`ConfigError`].
     pub fn reset_backoff_after(mut self, healthy: Duration) -> Self {
         self.reset_backoff_after = Some(healthy);
         self
     }
 
     /// How many probes the half-open state admits (default 1). All of them must succeed
-    /// to close the breaker; the first that fails re-opens it.
+    /// to close the breaker; the first that fails re-opens it. Zero, or more than 10 000,
+    /// is a [`ConfigError`].
     pub fn half_open_probes(mut self, probes: u32) -> Self {
         self.half_open_probes = probes;
         self
@@ -235,7 +249,8 @@ impl<C> Builder<C> {
 
     /// The longest the breaker stays half-open waiting for probes that never finish
     /// (default 30 s); after it the breaker re-opens and the late probes count for
-    /// nothing. Put a timeout below the breaker so probes finish well before this.
+    /// nothing. Put a timeout below the breaker so probes finish well before this. Zero
+    /// is a [`ConfigError`].
     pub fn max_half_open_duration(mut self, duration: Duration) -> Self {
         self.max_half_open_duration = duration;
         self

@@ -145,7 +145,8 @@ impl<L, F> GrpcClientLayer<L, F> {
     }
 
     /// Keep up to `limit` bytes of each request body for retries (default 64 KiB); a
-    /// larger body is sent once.
+    /// larger body is sent once. Every limit is valid: zero keeps nothing, so that only
+    /// requests with an empty body are retried.
     ///
     /// ```
     /// use seawall::grpc::GrpcClientLayer;

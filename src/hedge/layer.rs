@@ -174,7 +174,7 @@ impl<C, R> fmt::Debug for Builder<C, R> {
 
 impl<C, R> Builder<C, R> {
     /// The layer's name: the `policy` label of its metrics and tracing events. Default
-    /// `"default"`.
+    /// `"default"`; an empty name is a [`ConfigError`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -194,20 +194,23 @@ impl<C, R> Builder<C, R> {
     /// 1, both excluded) of the latencies in the [`window`](Self::window), e.g. 0.95 (the
     /// default) hedges about the slowest 5 % of calls. See the
     /// [module docs](super#the-percentile-delay) for what is recorded and how precisely.
+    /// A value outside that range (NaN included) is a [`ConfigError`].
     pub fn percentile(mut self, p: f64) -> Self {
         self.percentile = Some(p);
         self
     }
 
     /// How long a latency counts toward the percentile (default 30 s, at least 6 ms, at
-    /// most a day), kept in 6 slices. Only with a percentile delay.
+    /// most a day), kept in 6 slices. Only with a percentile delay: a value out of range,
+    /// or set with a fixed [`delay`](Self::delay), is a [`ConfigError`].
     pub fn window(mut self, window: Duration) -> Self {
         self.window = Some(window);
         self
     }
 
     /// How many latencies the window must hold before any call is hedged (default 100,
-    /// at least 1). Only with a percentile delay.
+    /// at least 1). Only with a percentile delay: zero, or a value set with a fixed
+    /// [`delay`](Self::delay), is a [`ConfigError`].
     pub fn min_samples(mut self, samples: u32) -> Self {
         self.min_samples = Some(samples);
         self
@@ -215,7 +218,8 @@ impl<C, R> Builder<C, R> {
 
     /// The most hedges one call may send, each one delay after the previous attempt
     /// (default 1; 1 to 16). Every hedge adds load when the downstream is slowest; past
-    /// one or two, more copies rarely cut latency further.
+    /// one or two, more copies rarely cut latency further. A value outside 1 to 16 is a
+    /// [`ConfigError`].
     pub fn max_hedges(mut self, hedges: u32) -> Self {
         self.max_hedges = hedges;
         self

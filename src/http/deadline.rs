@@ -158,6 +158,36 @@ pub fn parse_millis(value: &HeaderValue) -> Option<Duration> {
     Some(Duration::from_millis(millis))
 }
 
+/// The headers a deadline may not travel in: the request's framing and routing, which a
+/// millisecond count would corrupt (or, read on a server, would turn a body length into
+/// a deadline), and gRPC's own, whose values have formats of their own.
+const RESERVED_HEADERS: [&str; 11] = [
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// `Ok` unless `header` is one a deadline may not travel in (see [`RESERVED_HEADERS`]).
+fn check_header(component: &'static str, header: &HeaderName) -> Result<(), ConfigError> {
+    // A `HeaderName` is always lowercase.
+    let name = header.as_str();
+    let reserved = RESERVED_HEADERS.contains(&name) || name.starts_with("grpc-");
+    ConfigError::check(component, !reserved, "header", || {
+        format!(
+            "cannot carry a deadline (got `{name}`): it is a header of the request's framing \
+             or of gRPC; use a header of its own, such as `{DEFAULT_HEADER}`"
+        )
+    })
+}
+
 /// A header value from ASCII digits and a unit: always valid.
 fn header_value(text: std::fmt::Arguments<'_>) -> HeaderValue {
     let text = text.to_string();
@@ -200,16 +230,25 @@ impl PropagateDeadlineLayer {
 
     /// Write the remaining milliseconds of non-gRPC requests into `header` instead.
     ///
+    /// A header that a millisecond count would corrupt is a [`ConfigError`] (field
+    /// `header`): the request's framing and routing (`content-type`, `content-length`,
+    /// `transfer-encoding`, `host`, `connection` and the other hop-by-hop headers), and
+    /// gRPC's own `grpc-*` headers, whose values have formats of their own.
+    ///
     /// ```
     /// use http::HeaderName;
     /// use seawall::http::PropagateDeadlineLayer;
     ///
-    /// let layer = PropagateDeadlineLayer::new().header(HeaderName::from_static("x-deadline-ms"));
+    /// let layer = PropagateDeadlineLayer::new().header(HeaderName::from_static("x-deadline-ms"))?;
     /// # let _ = layer;
+    /// let err = PropagateDeadlineLayer::new().header(http::header::CONTENT_LENGTH).unwrap_err();
+    /// assert_eq!((err.component(), err.field()), ("propagate_deadline", "header"));
+    /// # Ok::<(), seawall::error::ConfigError>(())
     /// ```
-    pub fn header(mut self, header: HeaderName) -> Self {
+    pub fn header(mut self, header: HeaderName) -> Result<Self, ConfigError> {
+        check_header("propagate_deadline", &header)?;
         self.header = header;
-        self
+        Ok(self)
     }
 }
 
@@ -423,29 +462,35 @@ pub struct ServerDeadlineBuilder {
 }
 
 impl ServerDeadlineBuilder {
-    /// Read the remaining milliseconds of non-gRPC requests from `header`.
+    /// Read the remaining milliseconds of non-gRPC requests from `header`. A header of
+    /// the request's framing or routing (`content-type`, `content-length`, `host`, the
+    /// hop-by-hop headers) or of gRPC (`grpc-*`) is a [`ConfigError`] at
+    /// [`build`](Self::build).
     pub fn header(mut self, header: HeaderName) -> Self {
         self.header = header;
         self
     }
 
     /// The longest deadline a caller may set (default 30 s): longer ones are cut to it.
+    /// Zero is a [`ConfigError`] at [`build`](Self::build).
     pub fn max(mut self, max: Duration) -> Self {
         self.max = max;
         self
     }
 
-    /// The deadline of requests that carry none (default: none). Also capped by
-    /// [`max`](Self::max).
+    /// The deadline of requests that carry none (default: none). Zero, or more than
+    /// [`max`](Self::max), is a [`ConfigError`] at [`build`](Self::build).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default = Some(timeout);
         self
     }
 
     /// The layer, or the first invalid value: `max` and `default_timeout` must be more
-    /// than zero, and `default_timeout` at most `max`.
+    /// than zero, `default_timeout` at most `max`, and `header` not one of the request's
+    /// framing or of gRPC.
     pub fn build(self) -> Result<ServerDeadlineLayer, ConfigError> {
         const COMPONENT: &str = "server_deadline";
+        check_header(COMPONENT, &self.header)?;
         ConfigError::check(COMPONENT, !self.max.is_zero(), "max", || {
             "must be more than zero".to_owned()
         })?;

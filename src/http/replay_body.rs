@@ -462,7 +462,9 @@ pub struct ReplayBodyLayer {
 }
 
 impl ReplayBodyLayer {
-    /// Keep up to `limit` bytes of each request body. Larger bodies are sent once.
+    /// Keep up to `limit` bytes of each request body. Larger bodies are sent once. Every
+    /// limit is valid: zero keeps nothing, so that only requests with an empty body (a
+    /// `GET`, a `DELETE`) can be sent again, without buffering anything.
     ///
     /// ```
     /// let layer = seawall::http::ReplayBodyLayer::new(1024 * 1024);

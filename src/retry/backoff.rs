@@ -190,19 +190,22 @@ impl Default for ExponentialBackoffBuilder {
 }
 
 impl ExponentialBackoffBuilder {
-    /// The delay before the first retry, before jitter (default 25 ms).
+    /// The delay before the first retry, before jitter (default 25 ms). Zero is a
+    /// [`ConfigError`].
     pub fn base(mut self, base: Duration) -> Self {
         self.base = base;
         self
     }
 
-    /// The longest delay (default 250 ms).
+    /// The longest delay (default 250 ms). Less than [`base`](Self::base) is a
+    /// [`ConfigError`].
     pub fn max(mut self, max: Duration) -> Self {
         self.max = max;
         self
     }
 
-    /// How much each delay grows over the last (at least 1.0; default 2.0).
+    /// How much each delay grows over the last (at least 1.0; default 2.0). Below 1.0,
+    /// NaN or infinite is a [`ConfigError`].
     pub fn multiplier(mut self, multiplier: f64) -> Self {
         self.multiplier = multiplier;
         self

@@ -185,13 +185,14 @@ impl<C, B, R> fmt::Debug for Builder<C, B, R> {
 
 impl<C, B, R> Builder<C, B, R> {
     /// The layer's name: the `policy` label of its metrics and tracing events. Default
-    /// `"default"`.
+    /// `"default"`; an empty name is a [`ConfigError`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// Attempts in all, the first included (default 3; 1 means never retry).
+    /// Attempts in all, the first included (default 3; 1 means never retry). Zero is a
+    /// [`ConfigError`].
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self
@@ -212,7 +213,8 @@ impl<C, B, R> Builder<C, B, R> {
     }
 
     /// The longest a server's pushback may delay a retry (default 30 s); a longer
-    /// pushback is cut to this.
+    /// pushback is cut to this. Zero is a [`ConfigError`] at [`build`](Self::build): it
+    /// would turn every pushback into a retry at once, whatever the server asked for.
     pub fn max_pushback(mut self, max: Duration) -> Self {
         self.max_pushback = max;
         self
@@ -272,6 +274,15 @@ impl<C, B, R> Builder<C, B, R> {
                 "retry",
                 "max_attempts",
                 "must be at least 1 (got 0); 1 means never retry".to_owned(),
+            ));
+        }
+        if self.max_pushback.is_zero() {
+            return Err(ConfigError::new(
+                "retry",
+                "max_pushback",
+                "must be longer than zero: a zero cap would retry at once whatever wait the \
+                 server asked for"
+                    .to_owned(),
             ));
         }
         Ok(RetryLayer {

@@ -111,7 +111,7 @@ impl Builder {
 
 impl<C> Builder<C> {
     /// The throttle's name: the `policy` label of its metrics and tracing events.
-    /// Default `"default"`.
+    /// Default `"default"`; an empty name is a [`ConfigError`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -129,7 +129,7 @@ impl<C> Builder<C> {
     }
 
     /// How long requests and accepts count (default 120 s, the SRE book's two minutes).
-    /// The window slides in steps of `window / buckets`.
+    /// The window slides in steps of `window / buckets`. Zero is a [`ConfigError`].
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
