@@ -111,7 +111,7 @@ use crate::retry::replay::Replay;
 /// | seawall's attempt timeout `Elapsed` | failure | yes |
 /// | [`is_connect`](reqwest::Error::is_connect): refused, unreachable, DNS, TLS handshake, connect timeout | failure | yes |
 /// | [`is_timeout`](reqwest::Error::is_timeout): reqwest's own `timeout` or `read_timeout` | failure | yes |
-/// | [`is_body`](reqwest::Error::is_body): the response body broke off (or a decode error caused by one, as `bytes()`, `text()` and `json()` report it) | failure | yes |
+/// | [`is_body`](reqwest::Error::is_body): the response body broke off (or a decode error caused by one, or by the connection failing under the body, as `bytes()`, `text()` and `json()` report it) | failure | yes |
 /// | [`is_decode`](reqwest::Error::is_decode) otherwise: the server sent what cannot be decoded | failure | no: the same bytes come back |
 /// | [`is_redirect`](reqwest::Error::is_redirect): a redirect loop, too many redirects | failure | no: it would loop again |
 /// | [`is_status`](reqwest::Error::is_status) (from `error_for_status`) | by its status, as above (no pushback: the headers are gone) | by its status |
@@ -307,8 +307,9 @@ impl ReqwestClassifier {
         if error.is_connect() || error.is_timeout() || error.is_body() {
             return Classification::failure();
         }
-        // `bytes()`, `text()` and `json()` report a body that broke off as a decode
-        // error caused by a body error: that is the transport failing, not the content.
+        // `bytes()`, `text()`, `json()` and `chunk()` report a body that broke off as a
+        // decode error caused by a body error, or by the connection's own error: that is
+        // the transport failing, not the content.
         if (error.is_decode() && !caused_by_body_error(error)) || error.is_redirect() {
             return Classification::failure().retryable(false);
         }
@@ -360,14 +361,33 @@ fn find_reqwest_error<E: 'static>(error: &E) -> Option<&reqwest::Error> {
     None
 }
 
-/// Whether a `reqwest::Error` in `error`'s `source()` chain is a body error.
+/// Whether `error` was caused by the response body breaking off: a `reqwest::Error`
+/// in its `source()` chain that is a body error (reqwest wraps body errors so when the
+/// client has a `timeout` or `read_timeout`), or, without one, the connection failing
+/// under the body (hyper's error then holds the `io::Error`: a reset, a connection
+/// closed before the announced length).
 fn caused_by_body_error(error: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
     let mut next = error.source();
     while let Some(error) = next {
         if error
             .downcast_ref::<reqwest::Error>()
             .is_some_and(reqwest::Error::is_body)
         {
+            return true;
+        }
+        let broke = error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::NotConnected
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::TimedOut
+            )
+        });
+        if broke {
             return true;
         }
         next = error.source();

@@ -261,9 +261,25 @@ impl PolicyConfig {
             let path = format_path(err.path());
             let inner = err.into_inner();
             let location = inner.span().map(|span| line_column(toml, span.start));
-            let message = inner.message().trim().replace('\n', ": ");
+            let mut message = inner.message().trim().replace('\n', ": ");
+            if message.is_empty() {
+                // toml says nothing of some syntax errors (`deadline =` at the end).
+                message = "invalid TOML: a value is missing or malformed".to_owned();
+            }
             ConfigFileError::parse(path, message, location)
         })?;
+        // serde reads a TOML array where a table belongs as the table's keys in order
+        // (`window = [5]` as `{ count = 5 }`, `retry = [false]` as retries off); no key
+        // takes an array, and one anywhere else has already failed above.
+        if let Some(path) = toml
+            .parse::<toml::Table>()
+            .ok()
+            .as_ref()
+            .and_then(first_array)
+        {
+            let reason = "invalid type: array, expected a table".to_owned();
+            return Err(ConfigFileError::parse(path, reason, None));
+        }
         Self::checked(raw)
     }
 
@@ -1764,6 +1780,15 @@ fn format_path(path: &serde_path_to_error::Path) -> String {
         }
     }
     out
+}
+
+/// The dotted path of the first array in a TOML document, if it has one.
+fn first_array(table: &toml::Table) -> Option<String> {
+    table.iter().find_map(|(key, value)| match value {
+        toml::Value::Array(_) => Some(key.clone()),
+        toml::Value::Table(inner) => first_array(inner).map(|path| format!("{key}.{path}")),
+        _ => None,
+    })
 }
 
 /// The line and column (from 1, in characters) of byte `offset` of `text`.
