@@ -13,6 +13,13 @@
 //! sides use `SeqCst`, so at least one of them sees the other: a permit freed while a
 //! caller enqueues is never left unused while that caller waits.
 //!
+//! Loom models (`limiter/loom_tests.rs`, see `crate::sync`) check under every interleaving
+//! that permits never exceed the limit and all come back, that this handshake never
+//! loses a permit (weaken the releaser's load of `waiting` to `Acquire` and the model
+//! fails), that a waiter leaving as it is granted gives the permit back, that raising the
+//! limit grants a caller queueing meanwhile, and that a lane goes back to the pool exactly
+//! once.
+//!
 //! # Lanes
 //!
 //! The counters live in a [`Lane`] that is never freed but pooled. A lane goes back to
@@ -20,12 +27,12 @@
 //! permit can never give back a permit of the lane's next bulkhead.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use super::adaptive::{LimitAlgorithm, Sample};
-use crate::sync::CachePadded;
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{CachePadded, Mutex, MutexGuard};
 
 // ===== lanes =====
 
@@ -51,7 +58,14 @@ struct LaneConfig {
     waiting: AtomicU32,
 }
 
-static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
+static FREE_LANES: std::sync::Mutex<Vec<&'static Lane>> = std::sync::Mutex::new(Vec::new());
+
+/// The pool of free lanes.
+fn free_lanes() -> std::sync::MutexGuard<'static, Vec<&'static Lane>> {
+    FREE_LANES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The data behind these locks stays consistent at every await-free step, so a
@@ -63,7 +77,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Lane {
     fn acquire(limit: u32) -> &'static Lane {
-        let lane = lock(&FREE_LANES).pop().unwrap_or_else(|| {
+        // In the loom models every lane is new: a pooled one holds the objects of an
+        // earlier loom execution.
+        let pooled = if cfg!(all(test, seawall_loom)) {
+            None
+        } else {
+            free_lanes().pop()
+        };
+        let lane = pooled.unwrap_or_else(|| {
             Box::leak(Box::new(Lane {
                 in_flight: CachePadded::new(AtomicU64::new(0)),
                 config: CachePadded::new(LaneConfig {
@@ -86,7 +107,7 @@ impl Lane {
         *lock(&self.owner) = Weak::new();
         let before = self.in_flight.fetch_and(!OWNED, Ordering::SeqCst);
         if before == OWNED {
-            lock(&FREE_LANES).push(self);
+            free_lanes().push(self);
         }
     }
 
@@ -142,7 +163,7 @@ impl Lane {
         let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if before == 1 {
             // The last permit of a bulkhead that is gone: nobody else can see this.
-            lock(&FREE_LANES).push(self);
+            free_lanes().push(self);
         } else if self.config.waiting.load(Ordering::SeqCst) != 0 {
             self.grant_queued();
         }
@@ -415,7 +436,7 @@ mod tests {
 
     /// How many times `lane` sits in the pool.
     fn pooled(lane: &'static Lane) -> usize {
-        lock(&FREE_LANES)
+        free_lanes()
             .iter()
             .filter(|l| std::ptr::eq(**l, lane))
             .count()
@@ -447,3 +468,6 @@ mod tests {
         assert_eq!(pooled(lane), 1);
     }
 }
+
+#[cfg(all(test, seawall_loom))]
+mod loom_tests;

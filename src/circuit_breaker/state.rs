@@ -16,9 +16,10 @@
 //!
 //! Transitions are rare, so they are serialised by a `Mutex` that only transitions take:
 //! under it the transition re-checks the state and generation it expects, does its side
-//! effects (reset the window, compute the open duration), then publishes the new state
-//! with one compare-and-swap. Probe slots are taken and given back with compare-and-swap
-//! on the same word, without the lock.
+//! effects (reset the window, compute the open duration), publishes the new state with
+//! one compare-and-swap, and announces it (events, state gauge, log), so that observers
+//! see the transitions in the order they happened. Probe slots are taken and given back
+//! with compare-and-swap on the same word, without the lock.
 //!
 //! Every admitted call carries the generation it was admitted in. An outcome whose
 //! generation is no longer current (the breaker moved on while the call was in flight)
@@ -33,9 +34,21 @@
 //! timeout below the breaker) is bounded by `max_half_open_duration`: once the breaker has
 //! been half-open that long with every slot taken, the next call re-opens it, and the
 //! hung probes' late outcomes are ignored.
+//!
+//! # Loom models
+//!
+//! `state/loom_tests.rs` (run with `RUSTFLAGS="--cfg seawall_loom"`, see `crate::sync`)
+//! checks under every interleaving: concurrent failures trip the breaker exactly once; a
+//! half-open breaker never has more probes out than its slots, a dropped probe gives its
+//! slot back and the breaker never ends stuck half-open; a hung probe's late outcome
+//! decides nothing and subscribers see the transitions in order; the fast path never
+//! keeps a stale failure streak; a caller waiting for a slot (backpressure) is woken or
+//! admitted. Not modelled: lane reuse across breakers (in the models every lane is new,
+//! since a pooled one would hold another loom execution's atomics); a reused lane's
+//! generation carries on from its last breaker's, so a late call of that breaker matches
+//! no generation of the next one, which a unit test checks.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -44,7 +57,8 @@ use tokio::sync::broadcast;
 use super::window::{CountWindow, Sample, TimeWindow, Totals, Window};
 use super::{Cause, State, Transition};
 use crate::classify::Health;
-use crate::sync::CachePadded;
+use crate::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{CachePadded, Mutex, MutexGuard};
 use crate::time::{Clock, Jitter};
 
 // ===== the packed state word =====
@@ -223,14 +237,20 @@ struct LaneHealth {
     clean_word: AtomicU64,
 }
 
-static FREE_LANES: Mutex<Vec<&'static Lane>> = Mutex::new(Vec::new());
+static FREE_LANES: std::sync::Mutex<Vec<&'static Lane>> = std::sync::Mutex::new(Vec::new());
 
 impl Lane {
     fn acquire() -> &'static Lane {
-        let pooled = FREE_LANES
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
+        // In the loom models every lane is new: a pooled one holds the objects of an
+        // earlier loom execution.
+        let pooled = if cfg!(all(test, seawall_loom)) {
+            None
+        } else {
+            FREE_LANES
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop()
+        };
         pooled.unwrap_or_else(|| {
             Box::leak(Box::new(Lane {
                 state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
@@ -346,6 +366,9 @@ pub(crate) struct Shared {
     waiters: Mutex<Vec<Waker>>,
     has_waiters: AtomicBool,
     metrics: crate::metrics::BreakerMetrics,
+    /// The loom models only: see `announce`.
+    #[cfg(all(test, seawall_loom))]
+    announcing: AtomicU64,
 }
 
 /// Which window a breaker judges.
@@ -410,6 +433,8 @@ impl Shared {
                 has_waiters: AtomicBool::new(false),
                 metrics,
                 config,
+                #[cfg(all(test, seawall_loom))]
+                announcing: AtomicU64::new(0),
             }
         })
     }
@@ -756,7 +781,10 @@ impl Shared {
                 }
             }
         }
-        drop(guard);
+        // Announced under the lock, so that subscribers, the state gauge and the log see
+        // the transitions in the order they happened: announced after it, a transition
+        // could be overtaken by the next one (found by the loom model
+        // `concurrent_transitions_agree_and_a_late_probe_decides_nothing`).
         if from != to {
             self.announce(Transition {
                 from,
@@ -765,11 +793,16 @@ impl Shared {
                 at: self.clock.instant(now),
             });
         }
+        drop(guard);
         self.wake_waiters();
         Some(next)
     }
 
     fn announce(&self, transition: Transition) {
+        // The loom models only: a step loom sees (the broadcast is tokio's, which loom
+        // does not model), so that loom tries the announcements in every order.
+        #[cfg(all(test, seawall_loom))]
+        self.announcing.fetch_add(1, Ordering::Relaxed);
         self.metrics.transition(transition.from, transition.to);
         #[cfg(feature = "tracing")]
         {
@@ -814,11 +847,11 @@ impl Shared {
         self.has_waiters.store(true, Ordering::SeqCst);
         // Pairs with the fence in `wake_waiters`: either the waiter's next look at the
         // state sees the change, or the waker sees `has_waiters` (store-load ordering).
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 
     fn wake_waiters(&self) {
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if !self.has_waiters.load(Ordering::SeqCst) {
             return;
         }
@@ -868,7 +901,8 @@ fn initially_armed(config: &Config) -> bool {
     config.failure_rate == Some(0.0) || config.slow_calls.is_some_and(|r| r.rate == 0.0)
 }
 
-#[cfg(test)]
+// The unit tests below use `std`'s locks in statics; the loom build runs only the models.
+#[cfg(all(test, not(seawall_loom)))]
 mod tests {
     use super::*;
 
@@ -1013,3 +1047,6 @@ mod tests {
         assert!(b.jittered(100, 0.0) <= Duration::from_secs(300));
     }
 }
+
+#[cfg(all(test, seawall_loom))]
+mod loom_tests;

@@ -4,8 +4,12 @@
 //! Both record a call in O(1) with atomics only. On the success path of a full count
 //! window, recording is one `fetch_add` (the ring position) and one load (the slot
 //! already says "success", so nothing changes).
+//!
+//! Loom models (`window/loom_tests.rs`): the count window's packed totals equal the sum of
+//! its slots after concurrent records and a reset; a time window's snapshot never reads a
+//! recycled bucket's old period as its new one.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// One call's outcome as the window stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +97,7 @@ const BIAS: u64 = 1 << 19;
 const BIASED_ZERO: u64 = BIAS | (BIAS << FIELD_BITS) | (BIAS << (2 * FIELD_BITS));
 
 impl Totals {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(AtomicU64::new(BIASED_ZERO))
     }
 
@@ -480,3 +484,6 @@ mod tests {
         assert_eq!(w.counts(2_500).failures, 0);
     }
 }
+
+#[cfg(all(test, seawall_loom))]
+mod loom_tests;

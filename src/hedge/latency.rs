@@ -28,6 +28,17 @@
 //! loads), so it is done rarely: at most once per refresh interval (a second, or one
 //! slice if slices are shorter), by the one caller that claims the refresh with a
 //! compare-and-swap. The result is cached in an atomic; every other call reads the cache.
+//!
+//! # Why it has no loom model
+//!
+//! Nothing here is held, given back or charged: the window only estimates a delay, and
+//! every race costs accuracy, never safety. A sample racing with its slice's recycling is
+//! dropped or counted in the new slot (a handful per rotation, as above); a merge taken
+//! while others record misses the samples that land during it; two refreshes cannot run
+//! in the same interval (one compare-and-swap on `next_refresh`), and if one did, the
+//! later store of the cached delay would only be a slightly older estimate. The worst
+//! outcome is a hedge sent a little early or late, and every hedge is still charged to
+//! the retry budget, whose ledger has loom models (`retry/budget.rs`).
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};

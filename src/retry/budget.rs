@@ -78,13 +78,13 @@
 //! refund then corrects only the counter.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::ConfigError;
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::CachePadded;
 use crate::time::{duration_to_nanos, Clock};
 
@@ -268,18 +268,7 @@ impl RetryBudget {
     #[inline]
     pub fn deposit(&self) {
         let inner = &*self.inner;
-        let now = inner.clock.now();
-        let current = inner.current.load(Ordering::Acquire);
-        let slot = current >> INDEX_BITS;
-        // In the latest slot (the usual case): its bucket is known, no division needed.
-        if now.wrapping_sub(slot.wrapping_mul(inner.slot_nanos)) < inner.slot_nanos {
-            if let Some(bucket) = inner.buckets.get((current & INDEX_MASK) as usize) {
-                if count_in(&bucket.deposits, slot) {
-                    return;
-                }
-            }
-        }
-        inner.deposit_slow(now);
+        inner.deposit_at(inner.clock.now());
     }
 
     /// [`deposit`](Self::deposit) for a caller that keeps a [`SlotCache`] (one per
@@ -372,6 +361,22 @@ impl Inner {
         self.buckets.len() as u64
     }
 
+    /// [`RetryBudget::deposit`] at clock nanoseconds `now`.
+    #[inline]
+    fn deposit_at(&self, now: u64) {
+        let current = self.current.load(Ordering::Acquire);
+        let slot = current >> INDEX_BITS;
+        // In the latest slot (the usual case): its bucket is known, no division needed.
+        if now.wrapping_sub(slot.wrapping_mul(self.slot_nanos)) < self.slot_nanos {
+            if let Some(bucket) = self.buckets.get((current & INDEX_MASK) as usize) {
+                if count_in(&bucket.deposits, slot) {
+                    return;
+                }
+            }
+        }
+        self.deposit_slow(now);
+    }
+
     /// A deposit outside the latest slot: the first of a new slot (which moves a bucket
     /// to it), or one from a thread whose clock read is older than the latest slot.
     #[cold]
@@ -421,7 +426,11 @@ impl Inner {
     /// seen); returns the slot it is counted in (`None`: only in the ledger). A refusal
     /// is counted as a denial.
     fn withdraw(&self) -> Option<Option<u64>> {
-        let mut slot = self.slot_now();
+        self.withdraw_at(self.slot_now())
+    }
+
+    /// [`withdraw`](Self::withdraw) with the clock read at `slot`.
+    fn withdraw_at(&self, mut slot: u64) -> Option<Option<u64>> {
         loop {
             let (ledger, at, spent) = self.settled_ledger(slot);
             slot = at;
@@ -569,9 +578,9 @@ impl Inner {
                 // Another thread is moving this bucket: a handful of instructions.
                 spins += 1;
                 if spins < 64 {
-                    std::hint::spin_loop();
+                    crate::sync::spin_loop();
                 } else {
-                    std::thread::yield_now();
+                    crate::sync::yield_now();
                 }
                 continue;
             }
@@ -878,3 +887,10 @@ mod tests {
         assert_eq!((s.balance, s.deposits), (1.0, 4));
     }
 }
+
+// Loom models of the ledger: one slot's withdrawals, refunds and deposits never overdraw
+// and balance exactly; a slot leaving the window during a withdrawal, or racing a refund,
+// keeps the ledger equal to the buckets. `RUSTFLAGS="--cfg seawall_loom"`: see
+// `crate::sync`.
+#[cfg(all(test, seawall_loom))]
+mod loom_tests;

@@ -21,6 +21,16 @@
 //! - the totals are summed bucket by bucket without a lock, so a sum taken while other
 //!   threads count may miss the counts that land during it, and a bucket that rotates
 //!   during the sum (its slot just left the window) may be read as empty.
+//!
+//! # Why it has no loom model
+//!
+//! The counts feed only the rejection probability: nothing is held or given back, and no
+//! invariant ties one counter to another, so a race can make a sum slightly stale (the
+//! bounds above), which moves the probability a little; the formula keeps it in `0..1`
+//! for any counts, so no interleaving makes the throttle refuse every call. The rotation
+//! is the retry budget's scheme (claim with `RECYCLING`, zero, publish), whose exactness
+//! under every interleaving the budget's loom models check (`retry/budget.rs`); here it
+//! has no ledger to keep in step with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

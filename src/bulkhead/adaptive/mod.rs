@@ -75,6 +75,19 @@
 //! smoothing absorbs. Whatever the interleaving, the limit stays within
 //! `min_limit..=max_limit`.
 //!
+//! These algorithms have no loom model (the bulkhead's permits, queue and lane do: see
+//! `limiter.rs`), because nothing here can break the bulkhead, only tune it. Every
+//! invariant that must hold exactly lives in one atomic word and is kept by a single
+//! compare-and-swap or `fetch_add` on it (the limit and its clamp; a round's counts and
+//! the one caller that closes it; a probe's limit and count and the one caller that ends
+//! it), which is atomic whatever the order of the threads. What spans two words (a
+//! round's counts and its RTT sum; a probe's count and its sum; the probe word and its
+//! budget) may skew one round's or one probe's mean by the calls racing with its close,
+//! as said above: accuracy, which the smoothing absorbs. A probe cannot stay on: it ends
+//! when its count is reached, when one of its calls is dropped, or after a budget of
+//! completions, each decided by one compare-and-swap on the probe word. And whatever
+//! limit comes out, the bulkhead applies it with `set_limit`, whose permits stay exact.
+//!
 //! # Limits
 //!
 //! - Limits are whole calls from 1 to [`MAX_LIMIT`].
