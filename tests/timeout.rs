@@ -338,3 +338,51 @@ mod waiting_for_readiness {
         assert_eq!(result.unwrap(), 300 * MS, "the call had what the wait left");
     }
 }
+
+/// Found by the soak: a fired timeout kept its hung attempt alive until the caller
+/// dropped the whole future, so the call lived on below while its result had gone up.
+#[tokio::test(start_paused = true)]
+async fn a_fired_timeout_drops_its_attempt_at_once() {
+    let slow = Slow::new(Duration::from_secs(3600));
+    let svc = TimeoutLayer::new(5 * MS).unwrap().layer(slow.clone());
+    let mut call = Box::pin(svc.oneshot(1));
+    let error = (&mut call).await.unwrap_err();
+    assert!(error.is::<Elapsed>());
+    // The future is still held by the caller, and the attempt is gone already.
+    assert_eq!(slow.cancelled(), 1);
+    drop(call);
+    assert_eq!(slow.cancelled(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passed_deadline_drops_the_call_at_once() {
+    let slow = Slow::new(Duration::from_secs(3600));
+    let svc = DeadlineLayer::new(5 * MS).unwrap().layer(slow.clone());
+    let mut call = Box::pin(svc.oneshot(1));
+    let error = (&mut call).await.unwrap_err();
+    assert!(error.is::<DeadlineExceeded>());
+    assert_eq!(slow.cancelled(), 1);
+}
+
+/// The soak's finding end to end: a bulkhead of one over a timed-out attempt. The next
+/// call may take the permit only once the hung call is gone, so the downstream never
+/// has more calls alive than the limit.
+#[cfg(feature = "bulkhead")]
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_permit_never_outlives_the_timed_out_call_below_it() {
+    use seawall::bulkhead::BulkheadLayer;
+
+    let slow = Slow::new(Duration::from_secs(3600));
+    let bulkhead = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+    let mut svc = bulkhead.layer(TimeoutLayer::new(5 * MS).unwrap().layer(slow.clone()));
+    let mut first = Box::pin(svc.ready().await.unwrap().call(1));
+    assert!((&mut first).await.unwrap_err().is::<Elapsed>());
+    // `first` is still alive here; its call below it is not.
+    let alive = slow.calls() - slow.cancelled();
+    assert_eq!(alive, 0);
+    let second = svc.ready().await.unwrap().call(2);
+    tokio::pin!(second);
+    assert!(futures::poll!(&mut second).is_pending());
+    assert_eq!(slow.calls() - slow.cancelled(), 1, "one call alive for a limit of one");
+    drop(first);
+}

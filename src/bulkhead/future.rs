@@ -97,6 +97,8 @@ pin_project! {
             future: F,
             permit: Option<Permit>,
         },
+        // Answered: the inner future is dropped.
+        Finished,
         Rejected,
     }
 }
@@ -130,10 +132,14 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        match kind.as_mut().project() {
             KindProj::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
                 let mut permit = permit.take();
+                // Drop the inner future before the permit can go back: whatever it still
+                // holds (a timed-out attempt's call) must not outlive the permit.
+                kind.set(Kind::Finished);
                 if let Some(permit) = &mut permit {
                     permit.observe(match &result {
                         Ok(_) => Some(false),
@@ -150,6 +156,8 @@ where
                 })
             }
             KindProj::Rejected => Poll::Ready(Err(Box::new(BulkheadFull::new()))),
+            // Polled after completion: the caller's contract breach; never answer again.
+            KindProj::Finished => Poll::Pending,
         }
     }
 }

@@ -39,6 +39,8 @@ pin_project! {
     enum Kind<F> {
         // The deadline had passed before the attempt was sent.
         Rejected,
+        // The timer fired: the attempt is already dropped.
+        Finished,
         Running {
             #[pin]
             future: F,
@@ -120,8 +122,11 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Rejected => Poll::Ready(Err(DeadlineExceeded::before_send().into())),
+        let mut kind = self.project().kind;
+        let error: BoxError = match kind.as_mut().project() {
+            KindProj::Rejected => return Poll::Ready(Err(DeadlineExceeded::before_send().into())),
+            // Polled after completion: the caller's contract breach; never answer again.
+            KindProj::Finished => return Poll::Pending,
             KindProj::Running {
                 future,
                 timer,
@@ -144,14 +149,18 @@ where
                         _ => own,
                     }
                 }));
-                let error: BoxError = if *by_deadline {
+                if *by_deadline {
                     DeadlineExceeded::while_sent().into()
                 } else {
                     Elapsed::new(*timeout).into()
-                };
-                Poll::Ready(Err(error))
+                }
             }
-        }
+        };
+        // Drop the attempt now, not when the caller drops this future: a hung call must
+        // end at its timeout, so that the bulkhead permit given back above this layer
+        // never stands for a call still alive below it.
+        kind.set(Kind::Finished);
+        Poll::Ready(Err(error))
     }
 }
 
@@ -171,6 +180,8 @@ pin_project! {
     #[derive(Debug)]
     enum DeadlineKind<F> {
         Rejected,
+        // The deadline passed: the call is already dropped.
+        Finished,
         Running {
             #[pin]
             future: F,
@@ -207,8 +218,13 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            DeadlineKindProj::Rejected => Poll::Ready(Err(DeadlineExceeded::before_send().into())),
+        let mut kind = self.project().kind;
+        match kind.as_mut().project() {
+            DeadlineKindProj::Rejected => {
+                return Poll::Ready(Err(DeadlineExceeded::before_send().into()))
+            }
+            // Polled after completion: the caller's contract breach; never answer again.
+            DeadlineKindProj::Finished => return Poll::Pending,
             DeadlineKindProj::Running {
                 future,
                 timer,
@@ -219,8 +235,10 @@ where
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 ready!(timer.poll_until(cx, || deadline));
-                Poll::Ready(Err(DeadlineExceeded::while_sent().into()))
             }
         }
+        // Drop the call, every attempt and permit in it, at the deadline.
+        kind.set(DeadlineKind::Finished);
+        Poll::Ready(Err(DeadlineExceeded::while_sent().into()))
     }
 }
