@@ -383,6 +383,10 @@ async fn a_bulkhead_permit_never_outlives_the_timed_out_call_below_it() {
     let second = svc.ready().await.unwrap().call(2);
     tokio::pin!(second);
     assert!(futures::poll!(&mut second).is_pending());
-    assert_eq!(slow.calls() - slow.cancelled(), 1, "one call alive for a limit of one");
+    assert_eq!(
+        slow.calls() - slow.cancelled(),
+        1,
+        "one call alive for a limit of one"
+    );
     drop(first);
 }
