@@ -1,12 +1,15 @@
-//! The harness both contention benches share (`benches/contention.rs` and
-//! `benches/bulkhead_contention.rs`): `TASKS` tasks on a `WORKERS`-thread
-//! tokio runtime, each looping `ready().await; call(1).await` on its own
-//! service and yielding to the scheduler every `CALLS_PER_YIELD` calls.
+//! The harness the contention benches share (`benches/contention.rs`,
+//! `benches/bulkhead_contention.rs`, and the shared half of
+//! `benches/peers.rs`): `TASKS` tasks on a `WORKERS`-thread tokio runtime,
+//! each looping `ready().await; call(1).await` on its own service and
+//! yielding to the scheduler every `CALLS_PER_YIELD` calls.
 //!
 //! [`run`] does one warm-up round per contender, then interleaved timed
 //! rounds (every contender in turn, round by round, so that a change in where
 //! the host places the vCPUs hits all of them alike), and prints the median,
 //! minimum and maximum calls per second of each, as a table and as CSV.
+//! [`measure`] is the same without the table, for a bench that prints its own
+//! (`benches/peers.rs`).
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -52,6 +55,14 @@ impl Plan {
                 rounds: 1,
             }
         }
+    }
+
+    /// `"{rounds} interleaved rounds of {round} per contender after a {warm_up} warm-up"`.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} interleaved rounds of {:?} per contender after a {:?} warm-up",
+            self.rounds, self.round, self.warm_up
+        )
     }
 }
 
@@ -119,29 +130,41 @@ fn round(rt: &Runtime, duration: Duration, contender: &mut Contender) -> f64 {
     })
 }
 
-/// Runs `contenders` by `plan` and prints their table, headed
-/// `"{bench}: … one shared {shared}; …"`. The contenders are built by the
-/// caller, outside the timed rounds.
-pub(crate) fn run(plan: Plan, bench: &str, shared: &str, mut contenders: Vec<Contender>) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The multi-thread runtime the tasks run on: `WORKERS` workers, time and I/O enabled.
+pub(crate) fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .expect("tokio runtime")
+}
 
-    for contender in &mut contenders {
-        round(&rt, plan.warm_up, contender);
+/// Runs `contenders` on `rt` by `plan`: one warm-up round each, then `plan`'s rounds,
+/// interleaved (every contender in turn, round by round). Returns each contender's
+/// calls per second, one per round, sorted in increasing order (in the order of
+/// `contenders`).
+pub(crate) fn measure(rt: &Runtime, plan: Plan, contenders: &mut [Contender]) -> Vec<Vec<f64>> {
+    for contender in contenders.iter_mut() {
+        round(rt, plan.warm_up, contender);
     }
     let mut rates = vec![Vec::with_capacity(plan.rounds); contenders.len()];
     for _ in 0..plan.rounds {
         for (contender, rates) in contenders.iter_mut().zip(&mut rates) {
-            rates.push(round(&rt, plan.round, contender));
+            rates.push(round(rt, plan.round, contender));
         }
     }
     for rates in &mut rates {
         rates.sort_by(f64::total_cmp);
     }
+    rates
+}
 
+/// Runs `contenders` by `plan` and prints their table, headed
+/// `"{bench}: … one shared {shared}; …"`. The contenders are built by the
+/// caller, outside the timed rounds.
+pub(crate) fn run(plan: Plan, bench: &str, shared: &str, mut contenders: Vec<Contender>) {
+    let rt = runtime();
+    let rates = measure(&rt, plan, &mut contenders);
     let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
     print_table(plan, bench, shared, &names, &rates);
 }
@@ -157,9 +180,8 @@ fn print_table(plan: Plan, bench: &str, shared: &str, names: &[&str], rates: &[V
     let width = names.iter().map(|name| name.len()).fold(20, usize::max);
     println!();
     println!(
-        "{bench}: {TASKS} tasks, {WORKERS} workers, one shared {shared}; \
-         {} interleaved rounds of {:?} per contender after a {:?} warm-up",
-        plan.rounds, plan.round, plan.warm_up
+        "{bench}: {TASKS} tasks, {WORKERS} workers, one shared {shared}; {}",
+        plan.describe()
     );
     println!(
         "| {:<width$} | Mcalls/s (median) |    min |    max | vs bare |",

@@ -5,7 +5,9 @@
 //! allocations per call with the counting allocator of
 //! `benches/support/alloc_counter.rs` (installed by this module), and [`run`],
 //! the whole bench: allocation table, one criterion group, time table. A bench's
-//! `main` builds its contenders and hands them to [`run`].
+//! `main` builds its contenders and hands them to [`run`]. `benches/peers.rs`
+//! uses the driving and the counting only (it times in interleaved rounds of
+//! its own).
 
 use std::fmt::Debug;
 use std::hint::black_box;
@@ -146,17 +148,26 @@ pub(crate) fn tower_allocs<S>(rt: &Runtime, svc: &S) -> f64
 where
     S: Service<u64, Response = u64, Error: Debug> + Clone,
 {
+    tower_allocs_over(rt, svc, ALLOC_SAMPLE_CALLS)
+}
+
+/// Allocation calls per call over `calls` calls on a clone of `svc`, after
+/// 1 000 warm-up calls.
+pub(crate) fn tower_allocs_over<S>(rt: &Runtime, svc: &S, calls: u64) -> f64
+where
+    S: Service<u64, Response = u64, Error: Debug> + Clone,
+{
     let mut svc = svc.clone();
     rt.block_on(async move {
         for i in 0..1_000 {
             black_box(tower_call(&mut svc, i).await);
         }
         let before = alloc_calls();
-        for i in 0..ALLOC_SAMPLE_CALLS {
+        for i in 0..calls {
             black_box(tower_call(&mut svc, black_box(i)).await);
         }
         let after = alloc_calls();
-        (after - before) as f64 / ALLOC_SAMPLE_CALLS as f64
+        (after - before) as f64 / calls as f64
     })
 }
 

@@ -1,6 +1,7 @@
-//! The contenders both breaker benches compare, built the same way in each: the inner
-//! service, seawall's breaker, tower-resilience's and failsafe's, configured as close to
-//! seawall's defaults as each allows.
+//! The contenders the benches compare, built the same way in each: the inner service,
+//! and per layer seawall's, tower's built-in (where tower has one) and tower-resilience's
+//! (and failsafe's breaker), configured as close to seawall's defaults as each allows.
+//! `benches/peers.rs` runs them all; the per-layer benches each run theirs.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -184,17 +185,25 @@ impl<Res, E> tower::retry::Policy<u64, Res, E> for TowerBudgetPolicy {
 #[allow(dead_code)] // the breaker and bulkhead benches include this file too
 pub(crate) fn tower_retry_service(
 ) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
-    let policy = TowerBudgetPolicy {
+    tower::ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(tower_budget_policy()))
+        .service(echo())
+}
+
+/// A [`TowerBudgetPolicy`] with its own `TpsBudget` with seawall's defaults (10 s window,
+/// 10 retries/s floor, 20 % of requests) and [`RETRY_MAX_ATTEMPTS`] attempts. Clones
+/// share the budget.
+#[cfg(feature = "retry")]
+#[allow(dead_code)] // the breaker and bulkhead benches include this file too
+pub(crate) fn tower_budget_policy() -> TowerBudgetPolicy {
+    TowerBudgetPolicy {
         budget: std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
             Duration::from_secs(10),
             10,
             0.2,
         )),
         remaining: RETRY_MAX_ATTEMPTS - 1,
-    };
-    tower::ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(policy))
-        .service(echo())
+    }
 }
 
 /// tower-resilience's retry around [`echo`]: [`RETRY_MAX_ATTEMPTS`] attempts, its default
@@ -218,4 +227,136 @@ pub(crate) fn tower_resilience_retry_service(
         .budget(budget)
         .build();
     tower::ServiceBuilder::new().layer(layer).service(echo())
+}
+
+// ===== timeouts (used by `benches/peers.rs`) =====
+
+/// The timeout every single-layer timeout contender is given (as in `benches/timeout.rs`).
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// seawall's per-attempt `TimeoutLayer` ([`TIMEOUT`]) around [`echo`].
+#[cfg(feature = "timeout")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) fn seawall_timeout_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    tower::ServiceBuilder::new()
+        .layer(seawall::timeout::TimeoutLayer::new(TIMEOUT).expect("valid timeout"))
+        .service(echo())
+}
+
+/// seawall's `DeadlineLayer` ([`TIMEOUT`]) around [`echo`].
+#[cfg(feature = "timeout")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) fn seawall_deadline_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    tower::ServiceBuilder::new()
+        .layer(seawall::timeout::DeadlineLayer::new(TIMEOUT).expect("valid deadline"))
+        .service(echo())
+}
+
+/// tower's `Timeout` ([`TIMEOUT`]) around [`echo`].
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) fn tower_timeout_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    tower::ServiceBuilder::new()
+        .layer(tower::timeout::TimeoutLayer::new(TIMEOUT))
+        .service(echo())
+}
+
+// ===== full stacks (used by `benches/peers.rs`; `benches/policy.rs` builds the same
+// seawall and tower-resilience stacks itself) =====
+
+/// The full stacks' overall deadline and attempt timeout (the policy's defaults).
+#[cfg(feature = "policy")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) const STACK_DEADLINE: Duration = Duration::from_secs(15);
+#[cfg(feature = "policy")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) const STACK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The full stacks' bulkhead limit (the policy's default, Resilience4j's).
+#[cfg(feature = "policy")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) const STACK_MAX_CONCURRENT: u32 = 25;
+
+/// seawall's `Policy` with its defaults (hedging off) around [`echo`]: a 15 s deadline,
+/// [`RETRY_MAX_ATTEMPTS`] attempts with the default budget, the default breaker, a
+/// fail-fast bulkhead of 25, a 5 s attempt timeout.
+#[cfg(feature = "policy")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) fn seawall_policy_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let policy = seawall::policy::Policy::builder("bench")
+        .build()
+        .expect("valid policy");
+    tower::ServiceBuilder::new().layer(policy).service(echo())
+}
+
+/// tower's built-ins composed the same way, as far as tower has them: `Timeout` (15 s,
+/// the deadline), `Retry` with [`TowerBudgetPolicy`], `ConcurrencyLimit` (25), `Timeout`
+/// (5 s, per attempt). tower has no circuit breaker, so this stack has none.
+#[cfg(feature = "policy")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) fn tower_stack_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    tower::ServiceBuilder::new()
+        .layer(tower::timeout::TimeoutLayer::new(STACK_DEADLINE))
+        .layer(tower::retry::RetryLayer::new(tower_budget_policy()))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            STACK_MAX_CONCURRENT as usize,
+        ))
+        .layer(tower::timeout::TimeoutLayer::new(STACK_ATTEMPT_TIMEOUT))
+        .service(echo())
+}
+
+/// The error tower-resilience's retry sees in its stack: its breaker's, around its
+/// bulkhead's, around tower's `Timeout`'s.
+#[cfg(feature = "policy")]
+type TowerResilienceStackError = tower_resilience::circuitbreaker::CircuitBreakerError<
+    tower_resilience::bulkhead::BulkheadServiceError<tower::BoxError>,
+>;
+
+/// tower-resilience 0.13's equivalent stack around [`echo`], as in `benches/policy.rs`:
+/// tower's `Timeout` (15 s), its retry ([`RETRY_MAX_ATTEMPTS`] attempts, its token bucket
+/// with the bucket's defaults), its breaker (as [`tower_resilience_service`]), its
+/// bulkhead (25, `reject_when_full`), tower's `Timeout` (5 s). Its time limiter is not
+/// among the dev-dependency's features, and tower's `Timeout` is what a tower user would
+/// reach for.
+#[cfg(feature = "policy")]
+#[allow(dead_code)] // the other benches include this file too
+pub(crate) fn tower_resilience_stack_service(
+) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
+    let budget = tower_resilience::retry::RetryBudgetBuilder::new()
+        .token_bucket()
+        .tokens_per_second(10.0)
+        .max_tokens(100)
+        .build()
+        .expect("valid tower-resilience budget");
+    let retry =
+        tower_resilience::retry::RetryLayer::<u64, u64, TowerResilienceStackError>::builder()
+            .name("bench")
+            .max_attempts(RETRY_MAX_ATTEMPTS as usize)
+            .budget(budget)
+            .build();
+    let breaker = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .name("bench")
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .minimum_number_of_calls(20)
+        .wait_duration_in_open(Duration::from_secs(5))
+        .build()
+        .expect("valid tower-resilience breaker");
+    let bulkhead = tower_resilience::bulkhead::BulkheadLayer::builder()
+        .name("bench")
+        .max_concurrent_calls(STACK_MAX_CONCURRENT as usize)
+        .reject_when_full()
+        .build()
+        .expect("valid tower-resilience bulkhead");
+    tower::ServiceBuilder::new()
+        .layer(tower::timeout::TimeoutLayer::new(STACK_DEADLINE))
+        .layer(retry)
+        .layer(breaker)
+        .layer(bulkhead)
+        .layer(tower::timeout::TimeoutLayer::new(STACK_ATTEMPT_TIMEOUT))
+        .service(echo())
 }
