@@ -55,22 +55,24 @@
 //!   ∘ its retry ∘ its breaker ∘ its bulkhead (25, `reject_when_full`) ∘ tower `Timeout`
 //!   (5 s).
 //!
-//! Features: `Cargo.toml` runs this bench with `full`, which includes seawall's
-//! `metrics` and `tracing`. With `metrics` compiled in, every seawall layer counts every
-//! call (even with no recorder installed) and the breaker leaves its fast path for its
-//! tracked path (an `Arc` clone and a shared `fetch_add` per call), while
-//! tower-resilience is built without its own `metrics`. The bench says which it was
-//! built with; `benches/circuit_breaker.rs` and the others run with the default
-//! features, without `metrics`.
+//! Features: `Cargo.toml` requires only `policy`, so the plain command builds seawall
+//! with its default features, as the per-layer benches do. With `--features full`, the
+//! build also has seawall's `metrics` and `tracing`: with `metrics` compiled in, every
+//! seawall layer counts every call (even with no recorder installed) and the breaker
+//! leaves its fast path for its tracked path (an `Arc` clone and a shared `fetch_add` per
+//! call), while tower-resilience stays built without its own `metrics`. The bench prints
+//! which it was built with.
 //!
 //! The output: a detailed table (one row per contender, with the ranges), the summary
 //! (layer × contender: ns over bare / allocations per call / Mcalls/s shared), the ratios
-//! of seawall to each peer, and all of it as CSV (lines starting `csv: `).
+//! of seawall to each peer, and all of it as CSV (lines starting `csv: `), then the
+//! machine's load averages at the start and at the end.
 //!
-//! Run with `cargo bench --bench peers --features full` (about 2 minutes, most of it the
-//! shared phase); words after `--` keep only the contenders whose layer or label contains
-//! one of them, and `bare` (`cargo bench --bench peers --features full -- retry stack`). Without `--bench` on the command line (as under `cargo test --benches`)
-//! every phase is cut to a very short round per contender, as a smoke test.
+//! Run with `cargo bench --bench peers` (about 95 s once built, most of it the shared
+//! phase). Words after `--` keep only `bare` and the contenders whose layer or label
+//! contains one of them: `cargo bench --bench peers -- retry stack`. Without `--bench` on
+//! the command line (as under `cargo test --benches`) every phase is cut to a very short
+//! round per contender, as a smoke test.
 
 use std::fmt::Debug;
 use std::hint::black_box;
