@@ -121,49 +121,6 @@ fn seawall_policy_all_off(
     tower::ServiceBuilder::new().layer(policy).service(echo())
 }
 
-/// The error the tower-resilience retry sees: its breaker's, around its bulkhead's,
-/// around tower's `Timeout`'s.
-type TowerResilienceError = tower_resilience::circuitbreaker::CircuitBreakerError<
-    tower_resilience::bulkhead::BulkheadServiceError<tower::BoxError>,
->;
-
-/// tower-resilience's equivalent stack around [`echo`] (see the module docs).
-fn tower_resilience_stack(
-) -> impl Service<u64, Response = u64, Error: Debug, Future: Send> + Clone + Send + 'static {
-    let budget = tower_resilience::retry::RetryBudgetBuilder::new()
-        .token_bucket()
-        .tokens_per_second(10.0)
-        .max_tokens(100)
-        .build()
-        .expect("valid tower-resilience budget");
-    let retry = tower_resilience::retry::RetryLayer::<u64, u64, TowerResilienceError>::builder()
-        .name("bench")
-        .max_attempts(MAX_ATTEMPTS as usize)
-        .budget(budget)
-        .build();
-    let breaker = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-        .name("bench")
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .minimum_number_of_calls(20)
-        .wait_duration_in_open(Duration::from_secs(5))
-        .build()
-        .expect("valid tower-resilience breaker");
-    let bulkhead = tower_resilience::bulkhead::BulkheadLayer::builder()
-        .name("bench")
-        .max_concurrent_calls(MAX_CONCURRENT as usize)
-        .reject_when_full()
-        .build()
-        .expect("valid tower-resilience bulkhead");
-    tower::ServiceBuilder::new()
-        .layer(tower::timeout::TimeoutLayer::new(DEADLINE))
-        .layer(retry)
-        .layer(breaker)
-        .layer(bulkhead)
-        .layer(tower::timeout::TimeoutLayer::new(ATTEMPT_TIMEOUT))
-        .service(echo())
-}
-
 fn main() {
     let rt = overhead::runtime();
 
@@ -175,7 +132,7 @@ fn main() {
         tower_contender("seawall_policy", seawall_policy()),
         tower_contender("seawall_layers", seawall_layers()),
         tower_contender("seawall_policy_all_off", seawall_policy_all_off()),
-        tower_contender("tower_resilience", tower_resilience_stack()),
+        tower_contender("tower_resilience", peers::tower_resilience_stack_service()),
     ];
     if let Some(started) = overhead::run(&rt, GROUP, &contenders, |_| {}) {
         let estimate = |name| criterion_estimate_ns(GROUP, name, started);
