@@ -219,8 +219,13 @@ fn skip(case: &str, why: &str) -> Option<Lab> {
     if std::env::var_os("CI").is_some() {
         panic!("kernel_faults::{case} cannot run under CI: {why} (run .ci/kernel-deps as root)");
     }
-    eprintln!("kernel_faults::{case}: skipped: {why}");
+    say(&format!("kernel_faults::{case}: skipped: {why}"));
     None
+}
+
+/// A line on stderr that the test harness does not capture: a skip must be seen.
+pub(crate) fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn prerequisites() -> Result<(), String> {

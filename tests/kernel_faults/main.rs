@@ -738,7 +738,7 @@ fn a_blackhole_trips_the_breaker_within_its_consecutive_timeouts_and_then_nothin
     ));
     const TRIP_AFTER: u32 = 3;
     let knobs = Knobs {
-        deadline: Duration::from_millis(600),
+        deadline: Duration::from_secs(1),
         attempt_timeout: Duration::from_millis(100),
         breaker: |breaker| {
             lenient(breaker)
@@ -1075,9 +1075,9 @@ fn delayed_and_reordered_packets_change_nothing_above_tcp() {
         ])
         .is_ok();
     if !netem {
-        eprintln!(
+        lab::say(
             "kernel_faults::reorder: the kernel lacks sch_netem: delay and reorder with an \
-             htb class of 2 Mbit/s that nft steers a random 30 % of the server's packets into"
+             htb class of 2 Mbit/s that nft steers a random 30 % of the server's packets into",
         );
         let steps: [&[&str]; 3] = [
             &[
