@@ -78,8 +78,16 @@ impl Lab {
             // 64 KiB super-packets.
             run(&["ip", "-n", ns, "link", "set", VETH, "gso_max_segs", "1"])?;
         }
-        // `ct bytes` needs conntrack's accounting, a per-namespace switch.
-        self.exec(s, &["sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"])?;
+        // `ct bytes` needs conntrack's accounting, a per-namespace switch (written with
+        // `sh`, which every machine has; `sysctl` is procps's).
+        self.exec(
+            s,
+            &[
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/netfilter/nf_conntrack_acct",
+            ],
+        )?;
         Ok(())
     }
 
