@@ -390,3 +390,70 @@ async fn a_bulkhead_permit_never_outlives_the_timed_out_call_below_it() {
     );
     drop(first);
 }
+
+// ===== polled after completion: a loud contract violation, never a silent hang =====
+
+/// Polls `future` to its answer, then once more.
+async fn poll_after_completion<F: std::future::Future>(future: F) {
+    let mut future = std::pin::pin!(future);
+    let _answer = (&mut future).await;
+    let _ = futures::poll!(&mut future);
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::ResponseFuture` polled after completion")]
+async fn an_attempt_polled_after_it_answered_panics() {
+    let mut svc = TimeoutLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::ZERO));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::ResponseFuture` polled after completion")]
+async fn an_attempt_polled_after_it_timed_out_panics() {
+    let mut svc = TimeoutLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::from_secs(1)));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::ResponseFuture` polled after completion")]
+async fn an_attempt_polled_after_its_rejection_panics() {
+    let mut svc = TimeoutLayer::new(MS).unwrap().layer(Slow::new(MS));
+    let deadline = Deadline::after(MS);
+    tokio::time::advance(MS).await;
+    let attempt = deadline.scope(async { svc.call(1) }).await;
+    poll_after_completion(attempt).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::DeadlineFuture` polled after completion")]
+async fn a_call_polled_after_it_answered_panics() {
+    let mut svc = DeadlineLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::ZERO));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::DeadlineFuture` polled after completion")]
+async fn a_call_polled_after_its_deadline_panics() {
+    let mut svc = DeadlineLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::from_secs(1)));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::DeadlineFuture` polled after completion")]
+async fn a_call_polled_after_its_rejection_panics() {
+    let mut svc = DeadlineLayer::new(Duration::from_secs(1))
+        .unwrap()
+        .layer(Slow::new(MS));
+    let deadline = Deadline::after(MS);
+    tokio::time::advance(MS).await;
+    let call = deadline.scope(async { svc.call(1) }).await;
+    poll_after_completion(call).await;
+}

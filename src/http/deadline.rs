@@ -1,7 +1,9 @@
 //! Deadlines that travel between services in request headers.
 //!
-//! On the client, [`PropagateDeadlineLayer`] writes what is left of the call's
-//! [`Deadline`] into each outgoing request: `grpc-timeout` on gRPC requests
+//! On the client, [`PropagateDeadlineLayer`] writes what is left of the current
+//! [`Deadline`] into each outgoing request (under a policy's attempt timeout, that is
+//! the attempt's: the lesser of its timeout and what is left of the call's deadline, as
+//! Envoy sends, so that a server stops working on an attempt the client has given up): `grpc-timeout` on gRPC requests
 //! (`content-type: application/grpc...`), and a header of your choice (default
 //! [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole milliseconds, rounded down) on
 //! the others. A request with less than a millisecond left fails at once with

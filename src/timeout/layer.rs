@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
-use super::deadline::{after, current_instant, in_call_scope, in_scope, now_for_call};
+use super::deadline::{
+    after, current_instant, in_attempt_scope, in_call_scope, in_scope, now_for_call,
+};
 use super::future::{DeadlineFuture, ResponseFuture};
 use crate::error::ConfigError;
 use crate::BoxError;
@@ -128,21 +130,30 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let deadline = current_instant();
+        let inner = &mut self.inner;
+        let timeout = self.timeout;
         // The clock is read here only when there is a deadline to check; otherwise the
         // attempt's clock starts at its first `Pending` (a future does nothing before
-        // it is polled, and one that is ready at once needs no clock at all).
-        let sent_at = match deadline {
-            Some(deadline) => {
-                let now = now_for_call();
-                if deadline <= now {
-                    return ResponseFuture::rejected();
-                }
-                Some(now)
-            }
-            None => None,
+        // it is polled, and one that is ready at once needs no clock at all). Either
+        // way the service below sees the attempt's end as the deadline, so that what it
+        // sends downstream (`grpc-timeout`, `x-request-timeout-ms`) is the attempt's
+        // time, not the whole call's.
+        let Some(deadline) = current_instant() else {
+            let future = in_attempt_scope(timeout, || inner.call(request));
+            return ResponseFuture::new(future, timeout, None, false);
         };
-        ResponseFuture::new(self.inner.call(request), self.timeout, deadline, sent_at)
+        let now = now_for_call();
+        if deadline <= now {
+            return ResponseFuture::rejected();
+        }
+        let own = after(now, timeout);
+        let (end, by_deadline) = if deadline < own {
+            (deadline, true)
+        } else {
+            (own, false)
+        };
+        let future = in_call_scope(end, now, || inner.call(request));
+        ResponseFuture::new(future, timeout, Some(end), by_deadline)
     }
 }
 
