@@ -257,6 +257,51 @@ fn grpc_timeout_rejects_every_malformed_form() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_server_deadline_in_the_extensions_is_the_one_that_applies() {
+    use seawall::timeout::Deadline;
+    use tower::Layer;
+    let server = ServerDeadlineLayer::builder()
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(|request: http::Request<()>| async move {
+            let current = Deadline::current().map(|d| d.remaining());
+            let extension = request
+                .extensions()
+                .get::<Deadline>()
+                .map(|d| d.remaining());
+            Ok::<_, seawall::BoxError>((current, extension))
+        }));
+    let hundred = Some(Duration::from_millis(100));
+    // The request asks for 5 s, inside a scope with 100 ms left: 100 ms applies.
+    let request = http::Request::get("/")
+        .header("x-request-timeout-ms", "5000")
+        .body(())
+        .unwrap();
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.clone().oneshot(request))
+        .await
+        .unwrap();
+    assert_eq!(seen, (hundred, hundred));
+    // A request that asks for nothing, inside the same scope: still 100 ms.
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.clone().oneshot(http::Request::new(())))
+        .await
+        .unwrap();
+    assert_eq!(seen, (hundred, hundred));
+    // A tighter one asked for wins over the scope.
+    let request = http::Request::get("/")
+        .header("x-request-timeout-ms", "40")
+        .body(())
+        .unwrap();
+    let forty = Some(Duration::from_millis(40));
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.oneshot(request))
+        .await
+        .unwrap();
+    assert_eq!(seen, (forty, forty));
+}
+
 /// The attempt timeout reaches the downstream: each attempt of a policy carries the
 /// lesser of what is left of the deadline and the attempt's own time.
 #[cfg(feature = "policy")]

@@ -13,7 +13,8 @@
 //! 30 s), and makes it the deadline of the handler: the handler's own outgoing calls,
 //! made on the same task, inherit it (through [`Deadline::current`]), so a chain of
 //! services shares one budget of time. The handler also finds it in the request's
-//! extensions. Garbage is ignored and huge values are capped, never trusted.
+//! extensions: the deadline that applies, the lesser of the incoming one and any
+//! enclosing [`Deadline::scope`], as [`Deadline::current`] reports it. Garbage is ignored and huge values are capped, never trusted.
 //!
 //! ```
 //! use seawall::http::{PropagateDeadlineLayer, ServerDeadlineLayer};
@@ -561,10 +562,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let deadline = self.layer.deadline_of(&request, Instant::now());
-        match deadline {
+        let asked = self.layer.deadline_of(&request, Instant::now());
+        // The deadline that applies to the handler: what the request asks for, or an
+        // enclosing one if that is earlier (a scope never extends the one it runs under).
+        // The extensions carry that one, as `Deadline::current` reports it.
+        let applies = match (asked, current_instant()) {
+            (Some(asked), Some(enclosing)) => Some(asked.min(enclosing)),
+            (asked, enclosing) => asked.or(enclosing),
+        };
+        if let Some(deadline) = applies {
+            request.extensions_mut().insert(Deadline::at(deadline));
+        }
+        match asked {
             Some(deadline) => {
-                request.extensions_mut().insert(Deadline::at(deadline));
                 let inner = &mut self.inner;
                 let future = crate::timeout::in_scope(deadline, || inner.call(request));
                 Scoped::new(future, Some(deadline))
