@@ -599,3 +599,29 @@ async fn a_call_polled_after_its_rejection_panics() {
     let call = deadline.scope(async { svc.call(1) }).await;
     poll_after_completion(call).await;
 }
+
+/// The downstream (or the transport: tonic's client does) may enforce the attempt's end
+/// it was sent, and give up at the same instant as the attempt timeout: the caller gets
+/// the attempt timeout's own error.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_wins_a_tie_with_a_downstream_that_enforces_the_same_end() {
+    for deadline in [None, Some(Duration::from_secs(10))] {
+        let svc = TimeoutLayer::new(200 * MS)
+            .unwrap()
+            .layer(tower::service_fn(|_: ()| {
+                let end = Deadline::current().expect("the attempt's end is the deadline");
+                async move {
+                    tokio::time::sleep_until(end.instant()).await;
+                    Err::<(), BoxError>("transport: timeout expired".into())
+                }
+            }));
+        let start = Instant::now();
+        let error = match deadline {
+            Some(deadline) => Deadline::after(deadline).scope(svc.oneshot(())).await,
+            None => svc.oneshot(()).await,
+        }
+        .unwrap_err();
+        assert_eq!(start.elapsed(), 200 * MS);
+        assert!(error.is::<Elapsed>(), "{deadline:?}: {error}");
+    }
+}

@@ -87,6 +87,17 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// Whether the timer is armed and has fired (no clock read).
+    #[inline]
+    fn fired(&self) -> bool {
+        match self {
+            Timer::Armed { sleep } => sleep.is_elapsed(),
+            Timer::Idle => false,
+        }
+    }
+}
+
 impl std::fmt::Debug for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -146,10 +157,19 @@ where
                 by_deadline,
             } => {
                 let timeout = *timeout;
-                // Below, the attempt's end is the deadline.
-                let polled = match *end {
-                    Some(end) => in_scope(end, || future.poll(cx)),
-                    None => in_attempt_scope(timeout, || future.poll(cx)),
+                // Once the timer has fired the attempt is over, whatever comes in the
+                // same tick: the downstream or the transport may enforce the same end (it
+                // was sent as the deadline; tonic's client does), and the caller gets this
+                // layer's error, not theirs. (No clock read: the timer knows.)
+                let fired = timer.as_ref().get_ref().fired();
+                let polled = if fired {
+                    Poll::Pending
+                } else {
+                    // Below, the attempt's end is the deadline.
+                    match *end {
+                        Some(end) => in_scope(end, || future.poll(cx)),
+                        None => in_attempt_scope(timeout, || future.poll(cx)),
+                    }
                 };
                 match polled {
                     Poll::Ready(result) => result.map_err(Into::into),
