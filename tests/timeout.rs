@@ -566,7 +566,8 @@ async fn an_attempt_polled_after_its_rejection_panics() {
     let mut svc = TimeoutLayer::new(MS).unwrap().layer(Slow::new(MS));
     let deadline = Deadline::after(MS);
     tokio::time::advance(MS).await;
-    let attempt = deadline.scope(async { svc.call(1) }).await;
+    // Made (not awaited) inside the scope: wrapped, so that the block yields no future.
+    let [attempt] = deadline.scope(async { [svc.call(1)] }).await;
     poll_after_completion(attempt).await;
 }
 
@@ -596,7 +597,7 @@ async fn a_call_polled_after_its_rejection_panics() {
         .layer(Slow::new(MS));
     let deadline = Deadline::after(MS);
     tokio::time::advance(MS).await;
-    let call = deadline.scope(async { svc.call(1) }).await;
+    let [call] = deadline.scope(async { [svc.call(1)] }).await;
     poll_after_completion(call).await;
 }
 

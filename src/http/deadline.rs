@@ -3,10 +3,10 @@
 //! On the client, [`PropagateDeadlineLayer`] writes what is left of the current
 //! [`Deadline`] into each outgoing request (under a policy's attempt timeout, that is
 //! the attempt's: the lesser of its timeout and what is left of the call's deadline, as
-//! Envoy sends, so that a server stops working on an attempt the client has given up): `grpc-timeout` on gRPC requests
-//! (`content-type: application/grpc...`), and a header of your choice (default
-//! [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole milliseconds, rounded down) on
-//! the others. A request with less than a millisecond left fails at once with
+//! Envoy sends, so that a server stops working on an attempt the client has given up):
+//! `grpc-timeout` on gRPC requests (`content-type: application/grpc...`), and a header
+//! of your choice (default [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole
+//! milliseconds, rounded down) on the others. A request with less than a millisecond left fails at once with
 //! [`DeadlineExceeded`] and is not sent.
 //!
 //! On the server, [`ServerDeadlineLayer`] reads the incoming value, caps it (default
@@ -14,7 +14,8 @@
 //! made on the same task, inherit it (through [`Deadline::current`]), so a chain of
 //! services shares one budget of time. The handler also finds it in the request's
 //! extensions: the deadline that applies, the lesser of the incoming one and any
-//! enclosing [`Deadline::scope`], as [`Deadline::current`] reports it. Garbage is ignored and huge values are capped, never trusted.
+//! enclosing [`Deadline::scope`], as [`Deadline::current`] reports it. Garbage is
+//! ignored and huge values are capped, never trusted.
 //!
 //! ```
 //! use seawall::http::{PropagateDeadlineLayer, ServerDeadlineLayer};
