@@ -256,3 +256,154 @@ fn grpc_timeout_rejects_every_malformed_form() {
         assert_eq!(parse_grpc_timeout(&value), Some(expected), "{good:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_deadline_in_the_extensions_is_the_one_that_applies() {
+    use seawall::timeout::Deadline;
+    use tower::Layer;
+    let server = ServerDeadlineLayer::builder()
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(|request: http::Request<()>| async move {
+            let current = Deadline::current().map(|d| d.remaining());
+            let extension = request
+                .extensions()
+                .get::<Deadline>()
+                .map(|d| d.remaining());
+            Ok::<_, seawall::BoxError>((current, extension))
+        }));
+    let hundred = Some(Duration::from_millis(100));
+    // The request asks for 5 s, inside a scope with 100 ms left: 100 ms applies.
+    let request = http::Request::get("/")
+        .header("x-request-timeout-ms", "5000")
+        .body(())
+        .unwrap();
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.clone().oneshot(request))
+        .await
+        .unwrap();
+    assert_eq!(seen, (hundred, hundred));
+    // A request that asks for nothing, inside the same scope: still 100 ms.
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.clone().oneshot(http::Request::new(())))
+        .await
+        .unwrap();
+    assert_eq!(seen, (hundred, hundred));
+    // A tighter one asked for wins over the scope.
+    let request = http::Request::get("/")
+        .header("x-request-timeout-ms", "40")
+        .body(())
+        .unwrap();
+    let forty = Some(Duration::from_millis(40));
+    let seen = Deadline::after(Duration::from_millis(100))
+        .scope(server.oneshot(request))
+        .await
+        .unwrap();
+    assert_eq!(seen, (forty, forty));
+}
+
+/// The attempt timeout reaches the downstream: each attempt of a policy carries the
+/// lesser of what is left of the deadline and the attempt's own time.
+#[cfg(feature = "policy")]
+mod attempt_timeout_travels {
+    use super::*;
+    use seawall::http::IdempotentReplay;
+    use seawall::policy::Policy;
+    use seawall::retry::backoff::ConstantBackoff;
+    use tower::Layer;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Calls a hung downstream (below `PropagateDeadline`) through a policy with
+    /// `deadline` (none if `None`), 500 ms attempts, three attempts 100 ms apart, and
+    /// returns the deadline header each attempt carried (`grpc-timeout` on gRPC
+    /// requests, `x-request-timeout-ms` on others).
+    async fn headers_of_each_attempt(
+        deadline: Option<Duration>,
+        grpc: bool,
+    ) -> Vec<Option<String>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let downstream = {
+            let seen = seen.clone();
+            PropagateDeadlineLayer::new().layer(tower::service_fn(
+                move |request: http::Request<()>| {
+                    let name = if grpc {
+                        "grpc-timeout"
+                    } else {
+                        "x-request-timeout-ms"
+                    };
+                    let value = request
+                        .headers()
+                        .get(name)
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    seen.lock().unwrap().push(value);
+                    std::future::pending::<Result<(), seawall::BoxError>>()
+                },
+            ))
+        };
+        let mut policy = Policy::builder("orders")
+            .replay(IdempotentReplay::new().allow_non_idempotent())
+            .attempt_timeout(ms(500))
+            .retry(|retry| retry.max_attempts(3).backoff(ConstantBackoff::new(ms(100))))
+            .circuit_breaker(|breaker| breaker.minimum_calls(100));
+        policy = match deadline {
+            Some(deadline) => policy.deadline(deadline),
+            None => policy.without_deadline(),
+        };
+        let mut request = http::Request::post("/orders.Orders/Get");
+        if grpc {
+            request = request.header("content-type", "application/grpc");
+        }
+        let error = policy
+            .build()
+            .unwrap()
+            .layer(downstream)
+            .oneshot(request.body(()).unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            error.is::<seawall::error::Elapsed>() || error.is::<DeadlineExceeded>(),
+            "{error}"
+        );
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    fn all(value: &str) -> Vec<Option<String>> {
+        vec![Some(value.to_owned()); 3]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_attempt_carries_its_own_timeout_not_the_whole_deadline() {
+        let ten_seconds = Some(Duration::from_secs(10));
+        assert_eq!(
+            headers_of_each_attempt(ten_seconds, true).await,
+            all("500000u")
+        );
+        assert_eq!(
+            headers_of_each_attempt(ten_seconds, false).await,
+            all("500")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_deadline_each_attempt_carries_its_timeout() {
+        assert_eq!(headers_of_each_attempt(None, true).await, all("500000u"));
+        assert_eq!(headers_of_each_attempt(None, false).await, all("500"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_the_deadline_cuts_short_carries_what_is_left_of_it() {
+        // Attempts at 0, 600 and 1200 ms; the deadline is at 1300 ms.
+        let deadline = Some(ms(1300));
+        let carried = headers_of_each_attempt(deadline, true).await;
+        assert_eq!(
+            carried,
+            ["500000u", "500000u", "100000u"].map(|v| Some(v.to_owned()))
+        );
+        let carried = headers_of_each_attempt(deadline, false).await;
+        assert_eq!(carried, ["500", "500", "100"].map(|v| Some(v.to_owned())));
+    }
+}

@@ -430,9 +430,11 @@ async fn the_attempt_timeout_is_capped_by_the_remaining_deadline() {
     assert_eq!(started.elapsed(), Duration::from_secs(1));
     assert!(err.is::<DeadlineExceeded>(), "{err}");
     assert_eq!(downstream.calls(), 3);
+    // Each attempt sees its own end as the deadline (and sends it downstream): 300 ms,
+    // and for the last the 200 ms left of the call.
     assert_eq!(
         downstream.deadlines(),
-        [Some(ms(1000)), Some(ms(600)), Some(ms(200))]
+        [Some(ms(300)), Some(ms(300)), Some(ms(200))]
     );
     // The capped attempt ended below the breaker too: three failures.
     assert_eq!(handle.circuit_breaker().unwrap().snapshot().failures, 3);
@@ -529,15 +531,10 @@ async fn the_stack_is_in_the_canonical_order() {
     // limit of 1, the retries were not rejected).
     assert_eq!(downstream.calls(), 3);
     assert_eq!(handle.bulkhead().unwrap().rejections(), 0);
-    // Deadline above everything: every attempt sees it (15 s, less the backoffs).
-    assert_eq!(
-        downstream.deadlines(),
-        [
-            Some(Duration::from_secs(15)),
-            Some(ms(14_990)),
-            Some(ms(14_980))
-        ]
-    );
+    // Deadline above everything, attempt timeout below it: every attempt sees the lesser
+    // of its own 5 s and what is left of the 15 s (see
+    // `the_attempt_timeout_is_capped_by_the_remaining_deadline`).
+    assert_eq!(downstream.deadlines(), [Some(Duration::from_secs(5)); 3]);
     // Hedge between the retry and the breaker: see
     // `hedges_and_retries_share_one_budget_and_a_call_deposits_once` (the breaker counts
     // each hedge); attempt timeout below the breaker: see

@@ -331,11 +331,18 @@ mod waiting_for_readiness {
         assert_eq!(took, 100 * MS, "not the 900 ms the permit was held");
     }
 
+    /// The wait is bounded by the deadline's timeout, but not charged to the call: the
+    /// layer cannot tell the caller that began a wait from a later one (after the first
+    /// gave up), and a later caller must not inherit an old wait's deadline.
     #[tokio::test(start_paused = true)]
-    async fn time_spent_waiting_for_a_permit_counts_against_the_deadline() {
+    async fn a_call_after_a_wait_for_a_permit_has_its_own_deadline() {
         let (result, took) = call_behind_a_held_permit(500 * MS, 200 * MS).await;
         assert_eq!(took, 200 * MS);
-        assert_eq!(result.unwrap(), 300 * MS, "the call had what the wait left");
+        assert_eq!(
+            result.unwrap(),
+            500 * MS,
+            "the call's deadline starts at the call"
+        );
     }
 }
 
@@ -389,4 +396,233 @@ async fn a_bulkhead_permit_never_outlives_the_timed_out_call_below_it() {
         "one call alive for a limit of one"
     );
     drop(first);
+}
+
+// ===== a readiness wait belongs to nobody after it is given up =====
+
+/// A service that is ready only once its gate is open; each call answers with what was
+/// left of the call's deadline when it was made.
+#[derive(Clone, Default)]
+struct Gate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    waker: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Service<()> for Gate {
+    type Response = Option<Duration>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Option<Duration>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        if self.open.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, (): ()) -> Self::Future {
+        std::future::ready(Ok(Deadline::current().map(|d| d.remaining())))
+    }
+}
+
+/// A caller waits `waited` for readiness and gives up (a timeout around `ready()`); the
+/// gate opens; `later` after the wait began, an unrelated call is made. Returns what
+/// that call had of its deadline.
+async fn call_after_an_abandoned_wait<S>(
+    mut svc: S,
+    gate: &Gate,
+    waited: Duration,
+    later: Duration,
+) -> Result<Option<Duration>, BoxError>
+where
+    S: Service<(), Response = Option<Duration>, Error = BoxError>,
+{
+    let start = Instant::now();
+    assert!(
+        tokio::time::timeout(waited, svc.ready()).await.is_err(),
+        "the service was not ready"
+    );
+    gate.open();
+    tokio::time::sleep_until(start + later).await;
+    svc.ready().await?.call(()).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_readiness_wait_never_fails_a_later_call() {
+    let gate = Gate::default();
+    let svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
+    // The later call comes long after the abandoned wait's deadline would have passed.
+    let left = call_after_an_abandoned_wait(svc, &gate, 30 * MS, Duration::from_secs(1))
+        .await
+        .expect("a call to a ready service is sent");
+    assert_eq!(left, Some(100 * MS), "the call has its whole deadline");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_readiness_wait_never_shortens_a_later_calls_deadline() {
+    let gate = Gate::default();
+    let svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
+    // The later call comes while the abandoned wait's deadline is still ahead.
+    let left = call_after_an_abandoned_wait(svc, &gate, 30 * MS, 60 * MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        Some(100 * MS),
+        "not the 40 ms the abandoned wait had left"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_readiness_that_ran_out_and_went_unused_never_fails_a_later_call() {
+    let gate = Gate::default();
+    let mut svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
+    {
+        // A caller waits until its wait runs out (readiness then says "ready", and the
+        // call would fail unsent), and goes away without calling.
+        let mut wait = std::pin::pin!(ServiceExt::<()>::ready(&mut svc));
+        assert!(futures::poll!(&mut wait).is_pending());
+        tokio::time::sleep(150 * MS).await;
+        assert!(futures::poll!(&mut wait).is_ready());
+    }
+    gate.open();
+    let left = svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(left, Some(100 * MS));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_readiness_wait_still_ends_at_the_deadline_and_the_call_is_not_sent() {
+    let gate = Gate::default();
+    let mut svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
+    let start = Instant::now();
+    let ready = svc.ready().await.unwrap();
+    assert_eq!(start.elapsed(), 100 * MS, "the wait ended at the deadline");
+    let error = ready.call(()).await.unwrap_err();
+    let exceeded = error.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert!(!exceeded.was_sent() && is_rejection(&*error));
+}
+
+#[cfg(feature = "policy")]
+#[tokio::test(start_paused = true)]
+async fn a_policy_never_fails_a_call_for_a_readiness_wait_given_up_before_it() {
+    use seawall::policy::Policy;
+    for later in [60 * MS, Duration::from_secs(1)] {
+        let gate = Gate::default();
+        let svc = Policy::builder("payments")
+            .deadline(100 * MS)
+            .build()
+            .unwrap()
+            .layer(gate.clone());
+        let left = call_after_an_abandoned_wait(svc, &gate, 30 * MS, later)
+            .await
+            .unwrap_or_else(|error| panic!("the call {later:?} later failed: {error}"));
+        assert_eq!(left, Some(100 * MS), "the call {later:?} later");
+    }
+}
+
+// ===== polled after completion: a loud contract violation, never a silent hang =====
+
+/// Polls `future` to its answer, then once more.
+async fn poll_after_completion<F: std::future::Future>(future: F) {
+    let mut future = std::pin::pin!(future);
+    let _answer = (&mut future).await;
+    let _ = futures::poll!(&mut future);
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::ResponseFuture` polled after completion")]
+async fn an_attempt_polled_after_it_answered_panics() {
+    let mut svc = TimeoutLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::ZERO));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::ResponseFuture` polled after completion")]
+async fn an_attempt_polled_after_it_timed_out_panics() {
+    let mut svc = TimeoutLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::from_secs(1)));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::ResponseFuture` polled after completion")]
+async fn an_attempt_polled_after_its_rejection_panics() {
+    let mut svc = TimeoutLayer::new(MS).unwrap().layer(Slow::new(MS));
+    let deadline = Deadline::after(MS);
+    tokio::time::advance(MS).await;
+    // Made (not awaited) inside the scope: wrapped, so that the block yields no future.
+    let [attempt] = deadline.scope(async { [svc.call(1)] }).await;
+    poll_after_completion(attempt).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::DeadlineFuture` polled after completion")]
+async fn a_call_polled_after_it_answered_panics() {
+    let mut svc = DeadlineLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::ZERO));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::DeadlineFuture` polled after completion")]
+async fn a_call_polled_after_its_deadline_panics() {
+    let mut svc = DeadlineLayer::new(MS)
+        .unwrap()
+        .layer(Slow::new(Duration::from_secs(1)));
+    poll_after_completion(svc.call(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::timeout::future::DeadlineFuture` polled after completion")]
+async fn a_call_polled_after_its_rejection_panics() {
+    let mut svc = DeadlineLayer::new(Duration::from_secs(1))
+        .unwrap()
+        .layer(Slow::new(MS));
+    let deadline = Deadline::after(MS);
+    tokio::time::advance(MS).await;
+    let [call] = deadline.scope(async { [svc.call(1)] }).await;
+    poll_after_completion(call).await;
+}
+
+/// The downstream (or the transport: tonic's client does) may enforce the attempt's end
+/// it was sent, and give up at the same instant as the attempt timeout: the caller gets
+/// the attempt timeout's own error.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_wins_a_tie_with_a_downstream_that_enforces_the_same_end() {
+    for deadline in [None, Some(Duration::from_secs(10))] {
+        let svc = TimeoutLayer::new(200 * MS)
+            .unwrap()
+            .layer(tower::service_fn(|_: ()| {
+                let end = Deadline::current().expect("the attempt's end is the deadline");
+                async move {
+                    tokio::time::sleep_until(end.instant()).await;
+                    Err::<(), BoxError>("transport: timeout expired".into())
+                }
+            }));
+        let start = Instant::now();
+        let error = match deadline {
+            Some(deadline) => Deadline::after(deadline).scope(svc.oneshot(())).await,
+            None => svc.oneshot(()).await,
+        }
+        .unwrap_err();
+        assert_eq!(start.elapsed(), 200 * MS);
+        assert!(error.is::<Elapsed>(), "{deadline:?}: {error}");
+    }
 }

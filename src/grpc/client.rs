@@ -16,7 +16,7 @@ use crate::http::{PropagateDeadline, PropagateDeadlineLayer, ReplayBodyLayer, Re
 /// ```text
 /// ReplayBodyLayer        each request body buffered (64 KiB), so a retry can send it again
 ///  └ layer               the policy: deadline, retry, breaker, bulkhead, attempt timeout
-///     └ PropagateDeadline what is left of the call's deadline, as `grpc-timeout`
+///     └ PropagateDeadline what is left of the attempt, as `grpc-timeout`
 ///        └ into_body     the buffered body back into the client's own body type
 ///           └ the client (a tonic `Channel`)
 /// ```

@@ -1,17 +1,21 @@
 //! Deadlines that travel between services in request headers.
 //!
-//! On the client, [`PropagateDeadlineLayer`] writes what is left of the call's
-//! [`Deadline`] into each outgoing request: `grpc-timeout` on gRPC requests
-//! (`content-type: application/grpc...`), and a header of your choice (default
-//! [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole milliseconds, rounded down) on
-//! the others. A request with less than a millisecond left fails at once with
+//! On the client, [`PropagateDeadlineLayer`] writes what is left of the current
+//! [`Deadline`] into each outgoing request (under a policy's attempt timeout, that is
+//! the attempt's: the lesser of its timeout and what is left of the call's deadline, as
+//! Envoy sends, so that a server stops working on an attempt the client has given up):
+//! `grpc-timeout` on gRPC requests (`content-type: application/grpc...`), and a header
+//! of your choice (default [`DEFAULT_HEADER`], `x-request-timeout-ms`, in whole
+//! milliseconds, rounded down) on the others. A request with less than a millisecond left fails at once with
 //! [`DeadlineExceeded`] and is not sent.
 //!
 //! On the server, [`ServerDeadlineLayer`] reads the incoming value, caps it (default
 //! 30 s), and makes it the deadline of the handler: the handler's own outgoing calls,
 //! made on the same task, inherit it (through [`Deadline::current`]), so a chain of
 //! services shares one budget of time. The handler also finds it in the request's
-//! extensions. Garbage is ignored and huge values are capped, never trusted.
+//! extensions: the deadline that applies, the lesser of the incoming one and any
+//! enclosing [`Deadline::scope`], as [`Deadline::current`] reports it. Garbage is
+//! ignored and huge values are capped, never trusted.
 //!
 //! ```
 //! use seawall::http::{PropagateDeadlineLayer, ServerDeadlineLayer};
@@ -559,10 +563,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let deadline = self.layer.deadline_of(&request, Instant::now());
-        match deadline {
+        let asked = self.layer.deadline_of(&request, Instant::now());
+        // The deadline that applies to the handler: what the request asks for, or an
+        // enclosing one if that is earlier (a scope never extends the one it runs under).
+        // The extensions carry that one, as `Deadline::current` reports it.
+        let applies = match (asked, current_instant()) {
+            (Some(asked), Some(enclosing)) => Some(asked.min(enclosing)),
+            (asked, enclosing) => asked.or(enclosing),
+        };
+        if let Some(deadline) = applies {
+            request.extensions_mut().insert(Deadline::at(deadline));
+        }
+        match asked {
             Some(deadline) => {
-                request.extensions_mut().insert(Deadline::at(deadline));
                 let inner = &mut self.inner;
                 let future = crate::timeout::in_scope(deadline, || inner.call(request));
                 Scoped::new(future, Some(deadline))

@@ -17,12 +17,31 @@ tokio::task_local! {
 /// What the task-local carries.
 #[derive(Clone, Copy)]
 struct CallContext {
-    deadline: Instant,
+    /// The deadline, as an instant, if one is known.
+    deadline: Option<Instant>,
+    /// The timeout of an attempt whose clock has not been read yet (an attempt timeout
+    /// with no deadline around it reads the clock only at its first `Pending`): the
+    /// attempt ends at most this long after whoever reads the deadline reads it. `None`
+    /// when there is no such attempt.
+    attempt: Option<Duration>,
     /// The clock as a `DeadlineService` read it, while it makes its call: inner layers
     /// called in the same synchronous `call` chain reuse it rather than read the clock
     /// again (a read costs about 20 ns). `None` while futures are polled, where it would
     /// be stale.
     call_now: Option<Instant>,
+}
+
+impl CallContext {
+    /// The deadline as an instant: the known one, or the end of an attempt that has not
+    /// read its clock yet, whichever is earlier. Reads the clock only in the second case.
+    #[inline]
+    fn deadline(&self) -> Option<Instant> {
+        let Some(timeout) = self.attempt else {
+            return self.deadline;
+        };
+        let end = after(Instant::now(), timeout);
+        Some(self.deadline.map_or(end, |deadline| deadline.min(end)))
+    }
 }
 
 /// How far away a deadline "never" is: about 30 years, like tokio's own far future. A
@@ -185,10 +204,11 @@ impl<F: Future> Future for Scoped<F> {
     }
 }
 
-/// The current deadline, as an instant: one task-local read, no clock.
+/// The current deadline, as an instant: one task-local read, and no clock unless an
+/// attempt timeout that has not started its clock is the limit (see [`in_attempt_scope`]).
 #[inline]
 pub(crate) fn current_instant() -> Option<Instant> {
-    DEADLINE.try_with(|context| context.deadline).ok()
+    DEADLINE.try_with(CallContext::deadline).ok().flatten()
 }
 
 /// The time of the call being made: the instant the `DeadlineService` around it read,
@@ -219,8 +239,33 @@ fn narrowed(deadline: Instant) -> Instant {
 #[inline]
 pub(crate) fn in_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
     let context = CallContext {
-        deadline: narrowed(deadline),
+        deadline: Some(narrowed(deadline)),
+        attempt: None,
         call_now: None,
+    };
+    DEADLINE.sync_scope(context, f)
+}
+
+/// Run `f` inside an attempt that ends `timeout` after its clock starts, which it has not
+/// read yet (it reads it only if the attempt has to wait): whoever reads the deadline in
+/// `f` sees `timeout` from the moment it reads, or the current deadline if that is
+/// earlier. So an attempt timeout reaches the layers below it (and the headers that
+/// carry a deadline downstream) at no clock read of its own.
+#[inline]
+pub(crate) fn in_attempt_scope<R>(timeout: Duration, f: impl FnOnce() -> R) -> R {
+    let context = match DEADLINE.try_with(|context| *context) {
+        // The enclosing attempt started no later than this one: the shorter timeout,
+        // counted from the same read, is the earlier end.
+        Ok(outer) => CallContext {
+            deadline: outer.deadline,
+            attempt: Some(outer.attempt.map_or(timeout, |outer| outer.min(timeout))),
+            call_now: None,
+        },
+        Err(_) => CallContext {
+            deadline: None,
+            attempt: Some(timeout),
+            call_now: None,
+        },
     };
     DEADLINE.sync_scope(context, f)
 }
@@ -230,7 +275,8 @@ pub(crate) fn in_scope<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
 #[inline]
 pub(crate) fn in_call_scope<R>(deadline: Instant, now: Instant, f: impl FnOnce() -> R) -> R {
     let context = CallContext {
-        deadline: narrowed(deadline),
+        deadline: Some(narrowed(deadline)),
+        attempt: None,
         call_now: Some(now),
     };
     DEADLINE.sync_scope(context, f)

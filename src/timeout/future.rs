@@ -8,7 +8,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::deadline::{after, in_scope};
+use super::deadline::{after, in_attempt_scope, in_scope};
 use super::error::{DeadlineExceeded, Elapsed};
 use crate::BoxError;
 
@@ -25,6 +25,15 @@ pin_project! {
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout): one attempt, bounded by the
     /// timeout and by the call's deadline.
+    ///
+    /// While it is polled, the end of the attempt (the earlier of its timeout and the
+    /// call's deadline) is the [current deadline](super::Deadline::current) of the
+    /// layers below, so a deadline written into an outgoing request is the attempt's.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it has completed panics ("polled after completion"): that
+    /// breaks the `Future` contract, and an answer that never comes would be worse.
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F> {
@@ -39,7 +48,7 @@ pin_project! {
     enum Kind<F> {
         // The deadline had passed before the attempt was sent.
         Rejected,
-        // The timer fired: the attempt is already dropped.
+        // The answer is given, and the attempt dropped.
         Finished,
         Running {
             #[pin]
@@ -47,17 +56,16 @@ pin_project! {
             #[pin]
             timer: Timer,
             timeout: Duration,
-            // The call's deadline, if it has one.
-            deadline: Option<Instant>,
-            // When the attempt was sent, if the clock was read then (it is read at the
-            // call only to check a deadline; otherwise at the first `Pending`).
-            sent_at: Option<Instant>,
-            // The deadline, not the timeout, is what the armed timer waits for.
+            // When the attempt ends: the earlier of its timeout and the call's deadline.
+            // Known from the call when there is a deadline (the clock was read then to
+            // check it); otherwise set at the first `Pending`, when the attempt's clock
+            // starts.
+            end: Option<Instant>,
+            // The deadline, not the timeout, is the end.
             by_deadline: bool,
         },
     }
 }
-
 impl Timer {
     /// Arms the timer at the instant `end` returns, unless it is armed already, and
     /// polls it: `Ready` once that instant has passed.
@@ -79,6 +87,17 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// Whether the timer is armed and has fired (no clock read).
+    #[inline]
+    fn fired(&self) -> bool {
+        match self {
+            Timer::Armed { sleep } => sleep.is_elapsed(),
+            Timer::Idle => false,
+        }
+    }
+}
+
 impl std::fmt::Debug for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -95,20 +114,22 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    /// An attempt `future` that ends `timeout` after its clock starts, or at `end` if
+    /// that is known already (`by_deadline`: the call's deadline, not the timeout, is
+    /// `end`).
     pub(crate) fn new(
         future: F,
         timeout: Duration,
-        deadline: Option<Instant>,
-        sent_at: Option<Instant>,
+        end: Option<Instant>,
+        by_deadline: bool,
     ) -> Self {
         Self {
             kind: Kind::Running {
                 future,
                 timer: Timer::Idle,
                 timeout,
-                deadline,
-                sent_at,
-                by_deadline: false,
+                end,
+                by_deadline,
             },
         }
     }
@@ -123,36 +144,45 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
-        let error: BoxError = match kind.as_mut().project() {
-            KindProj::Rejected => return Poll::Ready(Err(DeadlineExceeded::before_send().into())),
-            // Polled after completion: the caller's contract breach; never answer again.
-            KindProj::Finished => return Poll::Pending,
+        let output = match kind.as_mut().project() {
+            KindProj::Rejected => Err(DeadlineExceeded::before_send().into()),
+            KindProj::Finished => {
+                panic!("`seawall::timeout::future::ResponseFuture` polled after completion")
+            }
             KindProj::Running {
                 future,
                 timer,
                 timeout,
-                deadline,
-                sent_at,
+                end,
                 by_deadline,
             } => {
-                if let Poll::Ready(result) = future.poll(cx) {
-                    return Poll::Ready(result.map_err(Into::into));
-                }
-                ready!(timer.poll_until(cx, || {
-                    let sent_at = *sent_at.get_or_insert_with(Instant::now);
-                    let own = after(sent_at, *timeout);
-                    match *deadline {
-                        Some(deadline) if deadline < own => {
-                            *by_deadline = true;
-                            deadline
-                        }
-                        _ => own,
-                    }
-                }));
-                if *by_deadline {
-                    DeadlineExceeded::while_sent().into()
+                let timeout = *timeout;
+                // Once the timer has fired the attempt is over, whatever comes in the
+                // same tick: the downstream or the transport may enforce the same end (it
+                // was sent as the deadline; tonic's client does), and the caller gets this
+                // layer's error, not theirs. (No clock read: the timer knows.)
+                let fired = timer.as_ref().get_ref().fired();
+                let polled = if fired {
+                    Poll::Pending
                 } else {
-                    Elapsed::new(*timeout).into()
+                    // Below, the attempt's end is the deadline.
+                    match *end {
+                        Some(end) => in_scope(end, || future.poll(cx)),
+                        None => in_attempt_scope(timeout, || future.poll(cx)),
+                    }
+                };
+                match polled {
+                    Poll::Ready(result) => result.map_err(Into::into),
+                    Poll::Pending => {
+                        ready!(timer.poll_until(cx, || {
+                            *end.get_or_insert_with(|| after(Instant::now(), timeout))
+                        }));
+                        if *by_deadline {
+                            Err(DeadlineExceeded::while_sent().into())
+                        } else {
+                            Err(Elapsed::new(timeout).into())
+                        }
+                    }
                 }
             }
         };
@@ -160,13 +190,18 @@ where
         // end at its timeout, so that the bulkhead permit given back above this layer
         // never stands for a call still alive below it.
         kind.set(Kind::Finished);
-        Poll::Ready(Err(error))
+        Poll::Ready(output)
     }
 }
 
 pin_project! {
     /// Response future of [`DeadlineService`](super::DeadlineService): the whole call,
     /// polled with its deadline as the current one.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it has completed panics ("polled after completion"): that
+    /// breaks the `Future` contract, and an answer that never comes would be worse.
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
     pub struct DeadlineFuture<F> {
@@ -180,7 +215,7 @@ pin_project! {
     #[derive(Debug)]
     enum DeadlineKind<F> {
         Rejected,
-        // The deadline passed: the call is already dropped.
+        // The answer is given, and the call dropped.
         Finished,
         Running {
             #[pin]
@@ -219,26 +254,29 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
-        match kind.as_mut().project() {
-            DeadlineKindProj::Rejected => {
-                return Poll::Ready(Err(DeadlineExceeded::before_send().into()))
+        let output = match kind.as_mut().project() {
+            DeadlineKindProj::Rejected => Err(DeadlineExceeded::before_send().into()),
+            DeadlineKindProj::Finished => {
+                panic!("`seawall::timeout::future::DeadlineFuture` polled after completion")
             }
-            // Polled after completion: the caller's contract breach; never answer again.
-            DeadlineKindProj::Finished => return Poll::Pending,
             DeadlineKindProj::Running {
                 future,
                 timer,
                 deadline,
             } => {
                 let deadline = *deadline;
-                if let Poll::Ready(result) = in_scope(deadline, || future.poll(cx)) {
-                    return Poll::Ready(result.map_err(Into::into));
+                match in_scope(deadline, || future.poll(cx)) {
+                    Poll::Ready(result) => result.map_err(Into::into),
+                    Poll::Pending => {
+                        ready!(timer.poll_until(cx, || deadline));
+                        Err(DeadlineExceeded::while_sent().into())
+                    }
                 }
-                ready!(timer.poll_until(cx, || deadline));
             }
-        }
-        // Drop the call, every attempt and permit in it, at the deadline.
+        };
+        // Drop the call, every attempt and permit in it, as soon as it is over (at the
+        // deadline, at once).
         kind.set(DeadlineKind::Finished);
-        Poll::Ready(Err(DeadlineExceeded::while_sent().into()))
+        Poll::Ready(output)
     }
 }

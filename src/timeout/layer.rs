@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
-use super::deadline::{after, current_instant, in_call_scope, in_scope, now_for_call};
+use super::deadline::{
+    after, current_instant, in_attempt_scope, in_call_scope, in_scope, now_for_call,
+};
 use super::future::{DeadlineFuture, ResponseFuture};
 use crate::error::ConfigError;
 use crate::BoxError;
@@ -128,21 +130,30 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let deadline = current_instant();
+        let inner = &mut self.inner;
+        let timeout = self.timeout;
         // The clock is read here only when there is a deadline to check; otherwise the
         // attempt's clock starts at its first `Pending` (a future does nothing before
-        // it is polled, and one that is ready at once needs no clock at all).
-        let sent_at = match deadline {
-            Some(deadline) => {
-                let now = now_for_call();
-                if deadline <= now {
-                    return ResponseFuture::rejected();
-                }
-                Some(now)
-            }
-            None => None,
+        // it is polled, and one that is ready at once needs no clock at all). Either
+        // way the service below sees the attempt's end as the deadline, so that what it
+        // sends downstream (`grpc-timeout`, `x-request-timeout-ms`) is the attempt's
+        // time, not the whole call's.
+        let Some(deadline) = current_instant() else {
+            let future = in_attempt_scope(timeout, || inner.call(request));
+            return ResponseFuture::new(future, timeout, None, false);
         };
-        ResponseFuture::new(self.inner.call(request), self.timeout, deadline, sent_at)
+        let now = now_for_call();
+        if deadline <= now {
+            return ResponseFuture::rejected();
+        }
+        let own = after(now, timeout);
+        let (end, by_deadline) = if deadline < own {
+            (deadline, true)
+        } else {
+            (own, false)
+        };
+        let future = in_call_scope(end, now, || inner.call(request));
+        ResponseFuture::new(future, timeout, Some(end), by_deadline)
     }
 }
 
@@ -157,9 +168,15 @@ where
 /// and is not sent.
 ///
 /// If the inner service makes the caller wait in `poll_ready` (a bulkhead's queue, a
-/// breaker in backpressure mode), the deadline starts when the wait does, so the wait
-/// counts against it; a wait still going at the deadline ends there, and the call then
-/// fails unsent with `DeadlineExceeded`.
+/// breaker in backpressure mode), the wait is bounded too: by `timeout` from its start,
+/// or the inherited deadline if that is earlier. A wait still going then ends (readiness
+/// says "ready"), and the call that follows fails unsent with `DeadlineExceeded`. A wait
+/// that ends in readiness leaves nothing behind: the call's own deadline starts when the
+/// call is made. (A service cannot tell the caller that began a wait from a later one,
+/// after the first gave up: so the time a wait took is not charged to the call that
+/// follows it, and a readiness that ran out and was never used is looked at afresh by
+/// the next `poll_ready` rather than failing an unrelated call. A later caller that
+/// finds the inner service still not ready takes over the wait under way, and its end.)
 ///
 /// In the canonical stack it sits outermost, over the retry and hedge layers.
 ///
@@ -243,17 +260,19 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct DeadlineService<S> {
     inner: S,
     timeout: Duration,
-    /// Set while the inner service keeps `poll_ready` waiting: the call's deadline starts
-    /// with the wait, so time spent waiting for a permit counts against it.
+    /// Set while the inner service keeps `poll_ready` waiting, so that the wait ends at
+    /// its deadline; cleared when the wait ends.
     waiting: Option<WaitingForReady>,
 }
 
 #[derive(Debug)]
 struct WaitingForReady {
+    /// When the wait ends: `timeout` after it began, or the inherited deadline.
     deadline: Instant,
     /// Boxed: allocated only when readiness has to wait, never on a ready service.
     timer: Pin<Box<Sleep>>,
-    /// The deadline passed while waiting: the next call fails unsent.
+    /// The deadline passed while waiting, and readiness said "ready": the next call
+    /// fails unsent.
     expired: bool,
 }
 
@@ -279,8 +298,7 @@ impl<S> DeadlineService<S> {
         self.inner
     }
 
-    /// Readiness has to wait: the call's deadline starts now, and a timer ends the wait
-    /// at the deadline.
+    /// Readiness has to wait: a timer ends the wait at its deadline.
     #[cold]
     fn start_waiting<E>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         let own = after(Instant::now(), self.timeout);
@@ -314,24 +332,27 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.waiting.as_ref().is_some_and(|waiting| waiting.expired) {
+            // Asked again after a wait that ran out, with no call in between: whoever it
+            // ran out for has gone (tower lets a caller drop a readiness unused). Look
+            // again, rather than fail a later, unrelated call for it.
+            self.waiting = None;
+        }
         let Some(waiting) = &mut self.waiting else {
             return match self.inner.poll_ready(cx) {
                 Poll::Ready(ready) => Poll::Ready(ready.map_err(Into::into)),
                 Poll::Pending => self.start_waiting(cx),
             };
         };
-        if waiting.expired {
-            // `call` will fail without touching the inner service.
-            return Poll::Ready(Ok(()));
-        }
         let inner = &mut self.inner;
         match in_scope(waiting.deadline, || inner.poll_ready(cx)) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => {
-                // No call follows a failed readiness: the wait is over, and a later wait
-                // starts a deadline of its own.
+            Poll::Ready(ready) => {
+                // The wait is over, and leaves nothing for the call: this poll may come
+                // from a new caller, after the one that began the wait gave up, and that
+                // caller's call must not inherit the old wait's deadline. (So a failed
+                // readiness, with no call after it, also ends the wait.)
                 self.waiting = None;
-                Poll::Ready(Err(e.into()))
+                Poll::Ready(ready.map_err(Into::into))
             }
             Poll::Pending => {
                 if waiting.timer.as_mut().poll(cx).is_ready() {
@@ -346,17 +367,17 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let now = Instant::now();
-        let deadline = match self.waiting.take() {
-            Some(waiting) if waiting.expired => return DeadlineFuture::rejected(),
-            // The deadline began when readiness started to wait.
-            Some(waiting) => waiting.deadline,
-            None => {
-                let own = after(now, self.timeout);
-                match current_instant() {
-                    Some(inherited) => inherited.min(own),
-                    None => own,
-                }
+        // A readiness that ran out: the call fails unsent. (A wait still going, for a
+        // call made without readiness, is simply over.)
+        if let Some(waiting) = self.waiting.take() {
+            if waiting.expired {
+                return DeadlineFuture::rejected();
             }
+        }
+        let own = after(now, self.timeout);
+        let deadline = match current_instant() {
+            Some(inherited) => inherited.min(own),
+            None => own,
         };
         if deadline <= now {
             return DeadlineFuture::rejected();

@@ -7,11 +7,14 @@
 //!   task sees it ([`Deadline::current`]): the attempt timeout is the lesser of its own
 //!   and what is left of the deadline; the retry layer starts no backoff that would end
 //!   past it (it returns the failure it has instead); a call whose deadline has passed
-//!   fails at once, unsent. With the `http` feature, `seawall::http::PropagateDeadlineLayer`
-//!   writes what is left into the outgoing request (`grpc-timeout`, or a header such as
-//!   `x-request-timeout-ms`) and `seawall::http::ServerDeadlineLayer` reads it on the
-//!   server, capped, and makes it the deadline of the handler's own outgoing calls, so a
-//!   chain of services shares one budget of time.
+//!   fails at once, unsent. Below an attempt timeout, the attempt's end (the lesser of its
+//!   timeout and the deadline) is the current deadline, so the downstream learns how long
+//!   the attempt will wait for it, and drops the work when the attempt is abandoned. With
+//!   the `http` feature, `seawall::http::PropagateDeadlineLayer` writes what is left into
+//!   the outgoing request (`grpc-timeout`, or a header such as `x-request-timeout-ms`) and
+//!   `seawall::http::ServerDeadlineLayer` reads it on the server, capped, and makes it the
+//!   deadline of the handler's own outgoing calls, so a chain of services shares one
+//!   budget of time.
 //!
 //! The success path is cheap: a timer is armed only if the inner future is not ready at
 //! once, and each layer reads the clock at most once per call.

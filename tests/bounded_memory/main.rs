@@ -6,10 +6,10 @@
 #![cfg(feature = "policy")]
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 // Each area adds its module here.
+mod deadline;
 
 // ===== live heap bytes =====
 
