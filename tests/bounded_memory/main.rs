@@ -10,6 +10,8 @@
 mod support;
 
 // Each area adds its module here.
+mod hedge;
+mod policy;
 
 // ===== live heap bytes =====
 
