@@ -5,8 +5,8 @@
 //! process, so two tests measuring at once would see each other's allocations.
 #![cfg(feature = "policy")]
 
+// `support` allows its own dead code.
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 // Each area adds its module here.
