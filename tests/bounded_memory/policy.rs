@@ -1,6 +1,10 @@
 //! What one policy costs in memory, and that policies built and dropped, in waves or all
 //! at once, leave the live heap where it started.
 
+// Each test holds `serial()` for its whole run on purpose, awaits included: it runs on
+// its own current-thread runtime, and no other test may allocate meanwhile.
+#![allow(clippy::await_holding_lock)]
+
 use std::convert::Infallible;
 use std::time::Duration;
 
