@@ -853,6 +853,81 @@ async fn a_cancelled_first_attempt_counts_as_slow_and_a_cancelled_hedge_not_at_a
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn fast_failures_do_not_drag_the_delay_down() {
+    // An outage: the first 300 calls fail after 1 ms. Then the downstream is healthy again
+    // and answers in 40 ms. Fast failures say nothing about how long an answer takes: were
+    // they latencies, the p95 would be about 1 ms and every healthy call would be hedged,
+    // draining the budget that retries share right after the outage.
+    let replicas = Replicas::new(|n| {
+        if n < 300 {
+            Answer::Fail(1)
+        } else {
+            Answer::Ok(40)
+        }
+    });
+    let layer = percentile_layer(0.95, 100, Duration::from_secs(30));
+    let handle = layer.handle();
+    let svc = layer.layer(replicas.clone());
+    let calls = (0..300).map(|i| svc.clone().oneshot(i));
+    for result in futures::future::join_all(calls).await {
+        assert!(result.is_err());
+    }
+    let delay = refreshed(&handle).await;
+    for _ in 0..20 {
+        let (result, took) = timed(&svc, 0).await;
+        result.unwrap();
+        assert_eq!(took, ms(40));
+    }
+    assert_eq!(
+        handle.snapshot().hedges,
+        0,
+        "healthy calls hedged after a delay of {delay:?}"
+    );
+    assert_eq!(replicas.calls(), 320);
+    assert_eq!(delay, None, "no failure is a latency: still warming up");
+    assert_eq!(handle.snapshot().samples, 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_counts_only_when_it_took_at_least_the_delay() {
+    // 20 answers of 100 ms set the p50; then 30 failures after 10 ms (faster than the
+    // delay: left out), then 30 failures after 500 ms (at least the delay: a call that
+    // slow is on the slow side whatever it ended with, so it raises the delay).
+    let replicas = Replicas::new(|n| match n {
+        0..=19 => Answer::Ok(100),
+        20..=49 => Answer::Fail(10),
+        _ => Answer::Fail(500),
+    });
+    let layer = HedgeLayer::builder()
+        .percentile(0.5)
+        .min_samples(10)
+        .budget(empty()) // no hedge goes out: each call is one attempt
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(replicas.clone());
+    concurrent(&svc, 20).await;
+    let delay = refreshed(&handle).await.unwrap();
+    assert!(within_precision(delay, ms(100)), "{delay:?}");
+
+    let fast = (0..30).map(|i| svc.clone().oneshot(i));
+    for result in futures::future::join_all(fast).await {
+        assert!(result.is_err());
+    }
+    assert_eq!(handle.snapshot().samples, 20, "fast failures are left out");
+    assert_eq!(refreshed(&handle).await, Some(delay));
+
+    let slow = (0..30).map(|i| svc.clone().oneshot(i));
+    for result in futures::future::join_all(slow).await {
+        assert!(result.is_err());
+    }
+    assert_eq!(handle.snapshot().samples, 50, "slow failures count");
+    let raised = refreshed(&handle).await.unwrap();
+    assert!(within_precision(raised, ms(500)), "{raised:?}");
+    assert_eq!(replicas.calls(), 80);
+}
+
 #[test]
 fn every_bad_value_is_a_config_error_naming_its_field() {
     let field = |b: seawall::hedge::Builder| b.build().unwrap_err().field();

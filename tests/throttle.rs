@@ -102,6 +102,8 @@ fn formula(requests: u64, accepts: u64, k: f64) -> f64 {
 /// `p (1 - p)`).
 #[derive(Debug, Default)]
 struct Tally {
+    /// The throttle's `minimum_calls`: no refusal while fewer were sent.
+    minimum: u64,
     calls: u64,
     throttled: u64,
     sent: u64,
@@ -117,7 +119,11 @@ impl Tally {
         S: Service<(), Response = (), Error = BoxError> + Clone,
     {
         let snap = handle.snapshot();
-        let p = formula(snap.requests, snap.accepts, k);
+        let p = if snap.sent < self.minimum {
+            0.0
+        } else {
+            formula(snap.requests, snap.accepts, k)
+        };
         assert_eq!(snap.probability, p, "{snap:?}");
         assert_eq!(handle.probability(), p);
         self.expected += p;
@@ -162,10 +168,13 @@ impl Tally {
     }
 }
 
+/// A throttle that applies the SRE book's formula from the first answer
+/// (`minimum_calls(0)`): most tests here check the formula itself.
 fn layer(k: f64, window: Duration, buckets: u32, seed: u64) -> ThrottleLayer {
     ThrottleLayer::builder()
         .name("backend")
         .k(k)
+        .minimum_calls(0)
         .window(window)
         .buckets(buckets)
         .seed(seed)
@@ -239,21 +248,25 @@ async fn a_backend_that_rejects_everything_is_throttled_as_the_formula_says() {
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_against_a_dead_backend_sends_a_logarithmic_trickle() {
-    // All at one instant with the defaults: the i-th call is refused with probability
-    // i / (i + 1), so about ln(n) calls of n reach the backend.
+    // All at one instant with the defaults: the first 20 calls (`minimum_calls`) reach
+    // the backend, then the i-th call is refused with probability i / (i + 1), so about
+    // 20 + ln(n / 20) calls of n reach the backend.
     let layer = ThrottleLayer::builder().seed(9).build().unwrap();
     let handle = layer.handle();
     let backend = Backend::new(|_, _| false);
     let svc = layer.layer(backend.clone());
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        minimum: 20,
+        ..Tally::default()
+    };
     for _ in 0..10_000 {
         tally.call(&svc, &handle, 2.0).await;
     }
     tally.assert_matches_formula("burst");
     let sent = backend.received();
     assert!(
-        (2..=25).contains(&sent),
-        "{sent} sent (expected ~ln(10000) = 9.8)"
+        (22..=45).contains(&sent),
+        "{sent} sent (expected ~20 + ln(10000 / 20) = 26.2)"
     );
     assert_eq!(handle.snapshot().requests, 10_000);
 }
@@ -435,6 +448,33 @@ async fn a_long_outage_is_forgotten_one_window_after_it_ends() {
     assert_eq!(handle.snapshot().requests, 0);
     assert_eq!(handle.probability(), 0.0);
     assert_eq!(send(&svc).await, Seen::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_transient_error_on_a_quiet_dependency_refuses_no_healthy_call_after_it() {
+    // The default throttle (two minutes, K = 2) in front of a dependency called once every
+    // 5 s: one call fails, and the next 23 (the rest of the window) succeed. A single error
+    // is not overload: none of those healthy calls is refused, whatever the seed.
+    let mut refused = 0;
+    for seed in 0..100 {
+        let layer = ThrottleLayer::builder()
+            .name("quiet")
+            .seed(seed)
+            .build()
+            .unwrap();
+        let svc = layer.layer(Backend::new(|i, _| i != 0));
+        assert_eq!(send(&svc).await, Seen::Failed);
+        for _ in 0..23 {
+            advance(secs(5)).await;
+            if send(&svc).await == Seen::Throttled {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        refused, 0,
+        "healthy calls refused after one error, over 100 seeds of 23 calls each"
+    );
 }
 
 #[tokio::test(start_paused = true)]

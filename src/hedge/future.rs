@@ -110,14 +110,6 @@ where
     }
 }
 
-/// Whether `result` is a local rejection by a seawall layer below.
-fn is_rejected<T, E: 'static>(result: &Result<T, E>) -> bool {
-    result
-        .as_ref()
-        .err()
-        .is_some_and(crate::error::is_rejection_any)
-}
-
 /// The result to return when every attempt failed: the latest real failure, or the
 /// latest rejection if all were rejected.
 fn prefer<T, E>(held: Option<Held<T, E>>, result: Result<T, E>, rejected: bool) -> Result<T, E> {
@@ -157,9 +149,7 @@ where
                     if this.hedges.is_empty() && this.held.is_none() {
                         // No other attempt: this is the answer, success or failure.
                         if let Some(started) = *this.started {
-                            if !is_rejected(&result) {
-                                shared.record(started, Instant::now());
-                            }
+                            shared.record(started, Instant::now(), policy.judge(&result));
                         }
                         *this.hedging = None;
                         this.timer.set(None);
@@ -167,9 +157,7 @@ where
                     }
                     let outcome = policy.judge(&result);
                     if let Some(started) = *this.started {
-                        if outcome != Outcome::Rejected {
-                            shared.record(started, Instant::now());
-                        }
+                        shared.record(started, Instant::now(), outcome);
                     }
                     if outcome == Outcome::Answer {
                         // Cancel the hedges at once.
@@ -205,16 +193,14 @@ where
                 }
                 let now = this.started.map(|_| Instant::now());
                 if let (Some(sent), Some(now)) = (sent, now) {
-                    if outcome != Outcome::Rejected {
-                        shared.record(sent, now);
-                    }
+                    shared.record(sent, now, outcome);
                 }
                 if outcome == Outcome::Answer {
                     // The first attempt, cancelled by this win, counts as slow as it has
                     // been so far: a lower bound, on the slow side of the percentile.
                     if let (Some(started), Some(now)) = (*this.started, now) {
                         if this.primary.is_some() {
-                            shared.record(started, now);
+                            shared.record_cancelled(started, now);
                         }
                     }
                     this.primary.set(None);

@@ -12,11 +12,23 @@
 //!
 //! # Window
 //!
-//! The window is kept in [`SLICES`] slices, each a full set of bucket counters tagged
-//! with the time slot it holds (as the retry budget's buckets are). Recording a latency
-//! is one `fetch_add` on the counter of its bucket in the current slice, after one load
-//! of the slice's tag. The first recording in a new slot recycles the slice: it claims
-//! it (tag `RECYCLING`), zeroes its counters, and publishes the new slot. Samples that
+//! The window is kept in [`SLICES`] slices, each a set of bucket counters tagged with
+//! the time slot it holds (as the retry budget's buckets are). Recording a latency is one
+//! `fetch_add` on the counter of its bucket in the current slice, after one load of the
+//! slice's tag and one of its octave's pointer. The first recording in a new slot
+//! recycles the slice: it claims it (tag `RECYCLING`), zeroes its counters, and
+//! publishes the new slot.
+//!
+//! # Memory
+//!
+//! The counters are allocated an octave (a power of two: 16 buckets, for all six slices,
+//! 768 bytes) at a time, on the first latency that falls in it, and kept for the
+//! window's life. A downstream's latencies span a few powers of two (1 ms to 64 ms is
+//! six), so a window in use holds a few kilobytes, and one never used holds none: the
+//! full histogram (29 octaves, 22 KB) would be paid by every hedging policy built, used
+//! or not, for octaves that no latency reaches. The first latency in an octave allocates
+//! it (once per octave per window); a thread recording in that octave at that moment
+//! waits for the pointer to be published (a `OnceLock`), a few instructions. Samples that
 //! arrive while a slice is being recycled, or that are too late for their slot, are
 //! dropped: a handful per rotation at most, which moves no percentile. No thread ever
 //! waits for another. A latency therefore counts for between five sixths of the window
@@ -42,6 +54,7 @@
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::sync::CachePadded;
@@ -92,11 +105,27 @@ pub(crate) fn upper_edge(bucket: usize) -> u64 {
     ((SUB + i % SUB) << (exp - SUB_BITS)) + width - 1
 }
 
-/// One slice of the window: a set of bucket counters and the time slot they count.
+/// Octaves of buckets (the 16 exact buckets below 16 µs count as the first).
+const OCTAVES: usize = BUCKETS / SUB as usize;
+
+/// The counters of one octave's 16 buckets in one slice: two cache lines.
 #[derive(Debug)]
-struct Slice {
-    slot: AtomicU64,
-    counts: [AtomicU64; BUCKETS],
+#[repr(align(128))]
+struct Counters([AtomicU64; SUB as usize]);
+
+/// The counters of one octave, for every slice; allocated on its first latency.
+#[derive(Debug)]
+struct Octave {
+    slices: [Counters; SLICES as usize],
+}
+
+impl Octave {
+    #[cold]
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            slices: std::array::from_fn(|_| Counters(std::array::from_fn(|_| AtomicU64::new(0)))),
+        })
+    }
 }
 
 /// The delay every call reads, and when it is next recomputed: one cache line, written
@@ -118,7 +147,9 @@ pub(crate) struct LatencyWindow {
     percentile: f64,
     min_samples: u64,
     cached: CachePadded<Cached>,
-    slices: Box<[CachePadded<Slice>]>,
+    /// The time slot each slice counts (or [`EMPTY`], [`RECYCLING`]).
+    slots: CachePadded<[AtomicU64; SLICES as usize]>,
+    octaves: [OnceLock<Box<Octave>>; OCTAVES],
 }
 
 impl LatencyWindow {
@@ -135,14 +166,8 @@ impl LatencyWindow {
                 delay: AtomicU64::new(NO_DELAY),
                 next_refresh: AtomicU64::new(0),
             }),
-            slices: (0..SLICES)
-                .map(|_| {
-                    CachePadded::new(Slice {
-                        slot: AtomicU64::new(EMPTY),
-                        counts: std::array::from_fn(|_| AtomicU64::new(0)),
-                    })
-                })
-                .collect(),
+            slots: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(EMPTY))),
+            octaves: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
@@ -160,24 +185,26 @@ impl LatencyWindow {
     /// Count one latency, finished at clock nanoseconds `now`.
     pub(crate) fn record(&self, latency: Duration, now: u64) {
         let slot = now / self.slice_nanos;
-        let Some(slice) = self.slices.get((slot % SLICES) as usize) else {
+        let index = (slot % SLICES) as usize;
+        let Some(tag) = self.slots.get(index) else {
             return;
         };
-        let held = slice.slot.load(Ordering::Acquire);
+        let held = tag.load(Ordering::Acquire);
         if held != slot {
             if held == RECYCLING || (held != EMPTY && held > slot) {
                 // Being recycled, or already past this sample's slot: drop the sample.
                 return;
             }
-            match slice
-                .slot
-                .compare_exchange(held, RECYCLING, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match tag.compare_exchange(held, RECYCLING, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    for count in &slice.counts {
-                        count.store(0, Ordering::Relaxed);
+                    for octave in self.octaves.iter().filter_map(OnceLock::get) {
+                        if let Some(counters) = octave.slices.get(index) {
+                            for count in &counters.0 {
+                                count.store(0, Ordering::Relaxed);
+                            }
+                        }
                     }
-                    slice.slot.store(slot, Ordering::Release);
+                    tag.store(slot, Ordering::Release);
                 }
                 // Another thread moved it to this very slot first: count here.
                 Err(now_held) if now_held == slot => {}
@@ -185,7 +212,16 @@ impl LatencyWindow {
             }
         }
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        if let Some(count) = slice.counts.get(bucket_of(micros)) {
+        let bucket = bucket_of(micros);
+        let Some(octave) = self.octaves.get(bucket / SUB as usize) else {
+            return;
+        };
+        let octave = octave.get_or_init(Octave::new);
+        if let Some(count) = octave
+            .slices
+            .get(index)
+            .and_then(|counters| counters.0.get(bucket % SUB as usize))
+        {
             count.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -242,16 +278,21 @@ impl LatencyWindow {
     /// total.
     fn merge(&self, now: u64, merged: &mut [u64; BUCKETS]) -> u64 {
         let current = now / self.slice_nanos;
+        let live = self.slots.each_ref().map(|tag| {
+            let held = tag.load(Ordering::Acquire);
+            held != EMPTY && held != RECYCLING && held.saturating_add(SLICES) > current
+        });
         let mut total = 0u64;
-        for slice in self.slices.iter() {
-            let held = slice.slot.load(Ordering::Acquire);
-            if held == EMPTY || held == RECYCLING || held.saturating_add(SLICES) <= current {
+        for (octave, sums) in self.octaves.iter().zip(merged.chunks_mut(SUB as usize)) {
+            let Some(octave) = octave.get() else {
                 continue;
-            }
-            for (sum, count) in merged.iter_mut().zip(slice.counts.iter()) {
-                let n = count.load(Ordering::Relaxed);
-                *sum = sum.saturating_add(n);
-                total = total.saturating_add(n);
+            };
+            for (counters, _) in octave.slices.iter().zip(live).filter(|(_, live)| *live) {
+                for (sum, count) in sums.iter_mut().zip(counters.0.iter()) {
+                    let n = count.load(Ordering::Relaxed);
+                    *sum = sum.saturating_add(n);
+                    total = total.saturating_add(n);
+                }
             }
         }
         total
@@ -390,6 +431,29 @@ mod tests {
         assert_eq!(w.samples(12 * s), 1);
         let delay = w.refresh(12 * s).1.unwrap();
         assert!(delay >= Duration::from_millis(40) && delay <= Duration::from_millis(43));
+    }
+
+    #[test]
+    fn octaves_are_allocated_on_their_first_latency_only() {
+        let w = window(6_000, 0.5, 1);
+        let allocated = |w: &LatencyWindow| w.octaves.iter().filter(|o| o.get().is_some()).count();
+        assert_eq!(allocated(&w), 0, "a window never used holds no counters");
+        let s = 1_000_000_000;
+        // 1.1 to 2.0 ms: one octave (1024..2047 µs), in every slice.
+        for i in 0..60 {
+            w.record(Duration::from_micros(1_100 + 15 * i), i * s / 10);
+        }
+        assert_eq!(allocated(&w), 1);
+        w.record(Duration::from_millis(40), 6 * s);
+        assert_eq!(allocated(&w), 2);
+        // A recycled slice forgets its counts in every octave.
+        assert_eq!(w.samples(6 * s), 5 * 10 + 1);
+        let delay = w.refresh(6 * s).1.unwrap();
+        assert!(delay < Duration::from_millis(2), "{delay:?}");
+        assert_eq!(
+            std::mem::size_of::<Octave>(),
+            SLICES as usize * SUB as usize * 8
+        );
     }
 
     #[test]

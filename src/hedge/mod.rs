@@ -122,9 +122,23 @@
 //! time of the next refresh, on one cache line, and write nothing. (Tokio's timers fire
 //! on whole milliseconds: a delay of a few hundred microseconds waits about one.)
 //!
+//! The histogram's counters are allocated one power of two at a time (768 bytes for the
+//! 16 buckets of all six slices), on the first latency that falls in it: a layer built
+//! with a percentile delay costs a few hundred bytes until it records, and one whose
+//! latencies span 1 to 64 ms holds six of them (4.5 KB), rather than all 29 (22 KB).
+//!
 //! What is recorded:
 //!
-//! - every attempt that answered, success or failure, from its send to its answer;
+//! - every attempt that answered (a result the [classifier](crate::classify) does not call
+//!   a failure: a success, or one that counts as neither), from its send to its answer;
+//! - a failure only when it took at least the current delay. A fast failure (a refused
+//!   connection, an error page served at once) says nothing of how long an answer takes:
+//!   counted, an outage of fast errors would drag the percentile down to their latency,
+//!   and every healthy call after it would be hedged, draining the budget that retries
+//!   share just when they need it. A failure that took at least the delay (an attempt
+//!   timeout, a slow error) lands on the slow side of the percentile, where a slow answer
+//!   would: it can only raise the delay, so a downstream that fails slowly is hedged less,
+//!   not more. While warming up (no delay yet), no failure is recorded;
 //! - the first attempt, when a hedge won and it is cancelled: its time until then. This
 //!   is a lower bound of its latency, and at least the delay, so it lands on the slow
 //!   side of the percentile where it belongs. Leaving it out would leave out exactly the
@@ -140,12 +154,13 @@
 //!
 //! A call that is answered before the delay costs what the inner call costs, plus: one
 //! cached delay read, a copy of the request (only when it may be hedged) and a clone of
-//! the inner service (to send hedges with); with a percentile delay, two clock reads and
-//! one recorded latency. The timer is created only when the first poll finds the first
-//! attempt not ready, so an inner future that is ready at once costs no timer. The layer
-//! allocates nothing unless a hedge is sent (the copy may: cloning an HTTP request clones
-//! its headers). The delay is measured from that first poll (with a percentile delay:
-//! from the call).
+//! the inner service (to send hedges with); with a percentile delay, two clock reads, the
+//! classifier's verdict on the answer and one recorded latency. The timer is created
+//! only when the first poll finds the first attempt not ready, so an inner future that is
+//! ready at once costs no timer. The layer allocates nothing unless a hedge is sent (the
+//! copy may: cloning an HTTP request clones its headers), except the first latency in
+//! each power of two, which allocates the histogram's counters for it, once per layer.
+//! The delay is measured from that first poll (with a percentile delay: from the call).
 
 mod handle;
 mod latency;
@@ -278,10 +293,28 @@ impl Shared {
         let _ = before;
     }
 
-    /// An attempt sent at `sent` answered (or, for the first attempt, was cancelled by a
-    /// winning hedge) at `now`.
+    /// An attempt sent at `sent` ended at `now` as `outcome`: an answer counts; a failure
+    /// only if it took at least the current delay (see the [module docs](self)); a local
+    /// rejection never.
     #[inline]
-    pub(crate) fn record(&self, sent: Instant, now: Instant) {
+    pub(crate) fn record(&self, sent: Instant, now: Instant, outcome: Outcome) {
+        if let Delay::Percentile(window) = &self.delay {
+            let latency = now.saturating_duration_since(sent);
+            let counts = match outcome {
+                Outcome::Answer => true,
+                Outcome::Failure => window.cached().is_some_and(|delay| latency >= delay),
+                Outcome::Rejected => false,
+            };
+            if counts {
+                window.record(latency, window.nanos(now));
+            }
+        }
+    }
+
+    /// The first attempt, sent at `sent`, was cancelled at `now` by a winning hedge: its
+    /// time so far counts, a lower bound of its latency.
+    #[inline]
+    pub(crate) fn record_cancelled(&self, sent: Instant, now: Instant) {
         if let Delay::Percentile(window) = &self.delay {
             window.record(now.saturating_duration_since(sent), window.nanos(now));
         }

@@ -53,7 +53,7 @@ impl RecordOutcome for OutcomeRecorder {
     fn record(self, classification: Classification) {
         match classification.health() {
             Health::Success => self.shared.record(self.slot, Outcome::Accepted),
-            Health::Failure => self.shared.record(self.slot, Outcome::NotAccepted),
+            Health::Failure => self.shared.record(self.slot, Outcome::Failed),
             Health::Ignored => {}
         }
     }

@@ -15,7 +15,7 @@ use super::Snapshot;
 /// use tower::{Layer, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let layer = ThrottleLayer::builder().name("search").build().unwrap();
+/// let layer = ThrottleLayer::builder().name("search").minimum_calls(0).build().unwrap();
 /// let handle = layer.handle();
 /// let svc = layer.layer(tower::service_fn(|fail: bool| async move {
 ///     if fail { Err("503") } else { Ok(()) }
@@ -57,9 +57,10 @@ impl Handle {
     }
 
     /// The probability that the next call is refused, from the window as it is now:
-    /// `max(0, (requests - k * accepts) / (requests + 1))`.
+    /// `max(0, (requests - k * accepts) / (requests + 1))`, or zero while fewer than
+    /// [`minimum_calls`](super::Builder::minimum_calls) requests were sent.
     pub fn probability(&self) -> f64 {
-        self.shared.counts().probability(self.shared.config.k)
+        self.shared.probability_of(self.shared.counts())
     }
 
     /// Forget the window's counts: the throttle lets every call through until the

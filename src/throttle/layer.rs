@@ -90,6 +90,7 @@ impl<S, C: Clone> Layer<S> for ThrottleLayer<C> {
 pub struct Builder<C = ErrorsAsFailures> {
     name: String,
     k: f64,
+    minimum_calls: u64,
     window: Duration,
     buckets: u32,
     seed: Option<u64>,
@@ -101,6 +102,7 @@ impl Builder {
         Self {
             name: "default".to_owned(),
             k: 2.0,
+            minimum_calls: 20,
             window: Duration::from_secs(120),
             buckets: 12,
             seed: None,
@@ -125,6 +127,35 @@ impl<C> Builder<C> {
     /// would refuse calls to a backend that accepts every one of them, so it is an error.
     pub fn k(mut self, k: f64) -> Self {
         self.k = k;
+        self
+    }
+
+    /// Refuse nothing while the window holds fewer than `calls` requests that were sent
+    /// and answered, accepted or failed (default 20, as the circuit breaker's
+    /// `minimum_calls`; calls this throttle refused do not count towards it). A few
+    /// answers cannot tell an overloaded backend from a blip: without this, one error on
+    /// a dependency called a few times a minute would refuse the next call with
+    /// probability 1/2, and every refusal, counted as a request, would keep refusing its
+    /// healthy calls for much of the window. Zero applies the SRE book's formula from the
+    /// first answer.
+    ///
+    /// ```
+    /// use seawall::throttle::ThrottleLayer;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let layer = ThrottleLayer::builder().minimum_calls(3).build().unwrap();
+    /// let handle = layer.handle();
+    /// let svc = layer.layer(tower::service_fn(|()| async { Err::<(), _>("503") }));
+    /// let _ = svc.clone().oneshot(()).await;
+    /// let _ = svc.clone().oneshot(()).await;
+    /// assert_eq!(handle.probability(), 0.0, "two answers: too few to judge");
+    /// let _ = svc.clone().oneshot(()).await;
+    /// assert_eq!(handle.probability(), 3.0 / 4.0, "three: the SRE book's formula");
+    /// # }
+    /// ```
+    pub fn minimum_calls(mut self, calls: u64) -> Self {
+        self.minimum_calls = calls;
         self
     }
 
@@ -160,6 +191,7 @@ impl<C> Builder<C> {
         Builder {
             name: self.name,
             k: self.k,
+            minimum_calls: self.minimum_calls,
             window: self.window,
             buckets: self.buckets,
             seed: self.seed,
@@ -194,6 +226,7 @@ impl<C> Builder<C> {
         let config = Config {
             name: Arc::from(self.name),
             k: self.k,
+            minimum_calls: self.minimum_calls,
             window: self.window,
             buckets: self.buckets,
             slot_nanos,
@@ -211,6 +244,7 @@ impl<C> fmt::Debug for Builder<C> {
         f.debug_struct("Builder")
             .field("name", &self.name)
             .field("k", &self.k)
+            .field("minimum_calls", &self.minimum_calls)
             .field("window", &self.window)
             .field("buckets", &self.buckets)
             .field("seed", &self.seed)

@@ -11,6 +11,8 @@
 //! max(0, (requests - K * accepts) / (requests + 1))
 //! ```
 //!
+//! once the window holds at least [`minimum_calls`](Builder::minimum_calls) requests that
+//! were sent and answered (default 20; see [too few calls](#too-few-calls-to-judge)).
 //! With `K = 2` (the default) calls pass freely while at most half of them fail. Beyond
 //! that the client refuses just enough calls that what it sends is about `K` times what
 //! the backend accepts: a rejected request is cheap for the backend but not free, and the
@@ -95,9 +97,21 @@
 //! 20 s outage. An operator who knows the backend is back can end it at once with
 //! [`Handle::reset`].
 //!
-//! With very little traffic the formula is quick to throttle: one failure in an empty
-//! window refuses the next call with probability 1/2 (and one success makes it zero
-//! again). That is the SRE book's formula, unchanged.
+//! # Too few calls to judge
+//!
+//! Alone, the formula is quick to throttle a quiet dependency: one failure in an empty
+//! window refuses the next call with probability 1/2, and since refused calls count as
+//! requests, each refusal raises the probability further; one success no longer brings
+//! it to zero (after `n` refusals it takes about `n / 2` more accepts). One transient
+//! error on a dependency called every 5 s would refuse several of its healthy calls over
+//! the next two minutes. So nothing is refused while the window holds fewer than
+//! [`minimum_calls`](Builder::minimum_calls) requests that were *sent* and answered
+//! (default 20, as the circuit breaker's; refusals do not count towards it): one error,
+//! or a few, on a quiet dependency refuses no call. Past the minimum the formula applies
+//! unchanged. A client that calls so rarely that the window never holds that many
+//! answers is never throttled: it sends the backend too little to matter (and during a
+//! full outage it sends about `minimum_calls` per window). `minimum_calls(0)` gives the
+//! SRE book's formula from the first answer.
 //!
 //! # Where it goes
 //!
@@ -110,6 +124,7 @@
 //! | setting | default | why |
 //! |---|---|---|
 //! | `k` | 2.0 | the SRE book's |
+//! | `minimum_calls` | 20 | a few answers cannot tell overload from a blip; the breaker's default |
 //! | window | 120 s | the SRE book's two minutes |
 //! | buckets | 12 (10 s each) | a smooth enough slide for a cheap per-call sum |
 //! | classifier | [`ErrorsAsFailures`] | errors are not accepted; local rejections count as nothing |
@@ -165,7 +180,7 @@ use crate::BoxError;
 /// use tower::{Layer, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let layer = ThrottleLayer::builder().k(1.0).build().unwrap();
+/// let layer = ThrottleLayer::builder().k(1.0).minimum_calls(0).build().unwrap();
 /// let handle = layer.handle();
 /// let svc = layer.layer(tower::service_fn(|fail: bool| async move {
 ///     if fail { Err("unavailable") } else { Ok(()) }
@@ -185,8 +200,12 @@ pub struct Snapshot {
     pub requests: u64,
     /// Requests in the window that the backend accepted.
     pub accepts: u64,
+    /// Requests in the window that were sent and answered (accepted or failed): nothing
+    /// is refused while fewer than [`minimum_calls`](Builder::minimum_calls).
+    pub sent: u64,
     /// The probability of refusing the next call:
-    /// `max(0, (requests - k * accepts) / (requests + 1))`.
+    /// `max(0, (requests - k * accepts) / (requests + 1))`, or zero while `sent` is below
+    /// [`minimum_calls`](Builder::minimum_calls).
     pub probability: f64,
     /// Calls refused with [`Throttled`](error::Throttled) since the throttle was built.
     pub rejections: u64,

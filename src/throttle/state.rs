@@ -25,6 +25,8 @@ pub(crate) enum Decision {
 pub(crate) struct Config {
     pub(crate) name: Arc<str>,
     pub(crate) k: f64,
+    /// No call is refused while fewer requests than this were sent in the window.
+    pub(crate) minimum_calls: u64,
     pub(crate) window: Duration,
     pub(crate) buckets: u32,
     pub(crate) slot_nanos: u64,
@@ -70,7 +72,7 @@ impl Shared {
     #[inline]
     pub(crate) fn decide(&self) -> Decision {
         let slot = self.slot_now();
-        let probability = self.window.counts(slot).probability(self.config.k);
+        let probability = self.probability_of(self.window.counts(slot));
         if probability > 0.0 {
             self.note_throttling(probability);
             if self.coin.next_unit() < probability {
@@ -121,7 +123,7 @@ impl Shared {
 
     /// Count a refused call: a request that was not accepted.
     pub(crate) fn throttled(&self, slot: u64) {
-        self.window.record(slot, Outcome::NotAccepted);
+        self.window.record(slot, Outcome::Refused);
         self.rejections.fetch_add(1, Ordering::Relaxed);
         self.metrics.throttled();
     }
@@ -130,12 +132,19 @@ impl Shared {
         self.window.counts(self.slot_now())
     }
 
+    /// The probability of refusing a call, for the window's `counts`.
+    #[inline]
+    pub(crate) fn probability_of(&self, counts: Counts) -> f64 {
+        counts.probability(self.config.k, self.config.minimum_calls)
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         let counts = self.counts();
         Snapshot {
             requests: counts.requests,
             accepts: counts.accepts,
-            probability: counts.probability(self.config.k),
+            sent: counts.sent,
+            probability: self.probability_of(counts),
             rejections: self.rejections.load(Ordering::Relaxed),
         }
     }

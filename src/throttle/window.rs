@@ -1,9 +1,8 @@
 //! The sliding window of requests and accepts that the rejection probability is computed
 //! from: `n` buckets of one time slot each, rotating as time passes.
 //!
-//! A bucket holds two counters: requests the backend accepted, and requests that were not
-//! accepted (the backend failed them, or this throttle refused them). A request is one
-//! `fetch_add` on one of them; the window's totals are the sum of the live buckets (those
+//! A bucket holds three counters: requests the backend accepted, requests it failed, and
+//! requests this throttle refused. A request is one `fetch_add` on one of them; the window's totals are the sum of the live buckets (those
 //! whose slot is one of the last `n`), so nothing has to expire actively and a bucket of
 //! an idle period simply stops counting.
 //!
@@ -49,22 +48,31 @@ pub(crate) const MAX_BUCKETS: u32 = 100;
 pub(crate) enum Outcome {
     /// The backend accepted (processed) it.
     Accepted,
-    /// The backend failed it, or this throttle refused it.
-    NotAccepted,
+    /// The backend failed it.
+    Failed,
+    /// This throttle refused it: it was never sent.
+    Refused,
 }
 
 /// Requests and accepts in the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
+    /// Every request: sent (accepted or failed) or refused.
     pub(crate) requests: u64,
     pub(crate) accepts: u64,
+    /// The requests that were sent and answered (accepted or failed).
+    pub(crate) sent: u64,
 }
 
 impl Counts {
     /// The SRE book's client-side rejection probability,
-    /// `max(0, (requests - k * accepts) / (requests + 1))`.
+    /// `max(0, (requests - k * accepts) / (requests + 1))`, or zero while fewer than
+    /// `minimum` requests were sent: too few answers to tell overload from a blip.
     #[inline]
-    pub(crate) fn probability(self, k: f64) -> f64 {
+    pub(crate) fn probability(self, k: f64, minimum: u64) -> f64 {
+        if self.sent < minimum {
+            return 0.0;
+        }
         let requests = self.requests as f64;
         let excess = requests - k * self.accepts as f64;
         if excess > 0.0 {
@@ -81,7 +89,8 @@ struct Bucket {
     /// The time slot (clock nanoseconds / slot length) the counters belong to.
     slot: AtomicU64,
     accepted: AtomicU64,
-    not_accepted: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// The requests and accepts of the last `buckets.len()` time slots.
@@ -99,7 +108,8 @@ impl Window {
                     CachePadded::new(Bucket {
                         slot: AtomicU64::new(EMPTY),
                         accepted: AtomicU64::new(0),
-                        not_accepted: AtomicU64::new(0),
+                        failed: AtomicU64::new(0),
+                        refused: AtomicU64::new(0),
                     })
                 })
                 .collect(),
@@ -112,7 +122,8 @@ impl Window {
         if let Some(bucket) = self.bucket(slot) {
             let counter = match outcome {
                 Outcome::Accepted => &bucket.accepted,
-                Outcome::NotAccepted => &bucket.not_accepted,
+                Outcome::Failed => &bucket.failed,
+                Outcome::Refused => &bucket.refused,
             };
             counter.fetch_add(1, Ordering::AcqRel);
         }
@@ -160,7 +171,8 @@ impl Window {
                 .is_ok()
             {
                 bucket.accepted.store(0, Ordering::Release);
-                bucket.not_accepted.store(0, Ordering::Release);
+                bucket.failed.store(0, Ordering::Release);
+                bucket.refused.store(0, Ordering::Release);
                 bucket.slot.store(slot, Ordering::Release);
                 return Some(bucket);
             }
@@ -178,12 +190,11 @@ impl Window {
             // slot a clock reaches, so they fail the first test.)
             if slot <= now && now - slot < span {
                 let accepted = bucket.accepted.load(Ordering::Acquire);
-                let not_accepted = bucket.not_accepted.load(Ordering::Acquire);
+                let sent = accepted.saturating_add(bucket.failed.load(Ordering::Acquire));
+                let refused = bucket.refused.load(Ordering::Acquire);
                 counts.accepts = counts.accepts.saturating_add(accepted);
-                counts.requests = counts
-                    .requests
-                    .saturating_add(accepted)
-                    .saturating_add(not_accepted);
+                counts.sent = counts.sent.saturating_add(sent);
+                counts.requests = counts.requests.saturating_add(sent).saturating_add(refused);
             }
         }
         counts
@@ -207,7 +218,8 @@ impl Window {
                     .is_ok()
                 {
                     bucket.accepted.store(0, Ordering::Release);
-                    bucket.not_accepted.store(0, Ordering::Release);
+                    bucket.failed.store(0, Ordering::Release);
+                    bucket.refused.store(0, Ordering::Release);
                     bucket.slot.store(EMPTY, Ordering::Release);
                     break;
                 }
@@ -221,31 +233,64 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Counts of calls that were all sent.
     fn counts(requests: u64, accepts: u64) -> Counts {
-        Counts { requests, accepts }
+        Counts {
+            requests,
+            accepts,
+            sent: requests,
+        }
     }
 
     #[test]
     fn the_formula() {
         // Nothing yet, or everything accepted: no throttling, exactly.
-        assert_eq!(counts(0, 0).probability(2.0), 0.0);
-        assert_eq!(counts(1_000, 1_000).probability(2.0), 0.0);
+        assert_eq!(counts(0, 0).probability(2.0, 0), 0.0);
+        assert_eq!(counts(1_000, 1_000).probability(2.0, 0), 0.0);
         // Up to k requests per accept pass freely.
-        assert_eq!(counts(200, 100).probability(2.0), 0.0);
+        assert_eq!(counts(200, 100).probability(2.0, 0), 0.0);
         // Beyond it: (requests - k * accepts) / (requests + 1).
-        assert_eq!(counts(300, 100).probability(2.0), 100.0 / 301.0);
-        assert_eq!(counts(99, 0).probability(2.0), 0.99);
-        assert_eq!(counts(3, 1).probability(1.0), 0.5);
+        assert_eq!(counts(300, 100).probability(2.0, 0), 100.0 / 301.0);
+        assert_eq!(counts(99, 0).probability(2.0, 0), 0.99);
+        assert_eq!(counts(3, 1).probability(1.0, 0), 0.5);
         // Never 1: a trickle always goes through.
-        assert!(counts(u64::MAX, 0).probability(2.0) <= 1.0);
+        assert!(counts(u64::MAX, 0).probability(2.0, 0) <= 1.0);
+    }
+
+    #[test]
+    fn nothing_is_refused_until_minimum_requests_were_sent() {
+        // One failure in an empty window: the formula says 1/2, the minimum says 0.
+        assert_eq!(counts(1, 0).probability(2.0, 20), 0.0);
+        assert_eq!(counts(19, 0).probability(2.0, 20), 0.0);
+        assert_eq!(counts(20, 0).probability(2.0, 20), 20.0 / 21.0);
+        // Refused calls are requests, but were not sent: they do not reach the minimum.
+        let refused = Counts {
+            requests: 50,
+            accepts: 0,
+            sent: 19,
+        };
+        assert_eq!(refused.probability(2.0, 20), 0.0);
+        assert_eq!(refused.probability(2.0, 19), 50.0 / 51.0);
+        let w = Window::new(2);
+        w.record(1, Outcome::Accepted);
+        w.record(1, Outcome::Failed);
+        w.record(1, Outcome::Refused);
+        assert_eq!(
+            w.counts(1),
+            Counts {
+                requests: 3,
+                accepts: 1,
+                sent: 2
+            }
+        );
     }
 
     #[test]
     fn counts_the_live_slots_only() {
         let w = Window::new(3);
         w.record(10, Outcome::Accepted);
-        w.record(10, Outcome::NotAccepted);
-        w.record(11, Outcome::NotAccepted);
+        w.record(10, Outcome::Failed);
+        w.record(11, Outcome::Failed);
         w.record(12, Outcome::Accepted);
         assert_eq!(w.counts(12), counts(4, 2));
         // Slot 10 leaves the window at 13; its bucket is not even touched.
@@ -260,7 +305,7 @@ mod tests {
     fn a_bucket_is_recycled_for_a_new_slot() {
         let w = Window::new(2);
         for _ in 0..5 {
-            w.record(4, Outcome::NotAccepted);
+            w.record(4, Outcome::Failed);
         }
         // Slot 6 shares slot 4's bucket: its old counts go.
         w.record(6, Outcome::Accepted);
@@ -275,7 +320,7 @@ mod tests {
     fn reset_forgets_everything() {
         let w = Window::new(4);
         for slot in 0..4 {
-            w.record(slot, Outcome::NotAccepted);
+            w.record(slot, Outcome::Failed);
         }
         assert_eq!(w.counts(3), counts(4, 0));
         w.reset();
@@ -305,7 +350,7 @@ mod tests {
                             let outcome = if (i + t) % 2 == 0 {
                                 Outcome::Accepted
                             } else {
-                                Outcome::NotAccepted
+                                Outcome::Failed
                             };
                             w.record(slot, outcome);
                         }

@@ -5,11 +5,14 @@
 //! process, so two tests measuring at once would see each other's allocations.
 #![cfg(feature = "policy")]
 
+// `support` allows its own dead code.
 #[path = "../support/mod.rs"]
 mod support;
 
 // Each area adds its module here.
 mod deadline;
+mod hedge;
+mod policy;
 
 // ===== live heap bytes =====
 
