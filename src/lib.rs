@@ -144,6 +144,8 @@ pub mod throttle;
 pub mod timeout;
 
 // Internal helpers, compiled with the layers that use them.
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+mod lane;
 #[cfg(any(
     feature = "circuit-breaker",
     feature = "bulkhead",

@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::error::BulkheadFull;
-use super::limiter::{Lane, Shared};
+use super::limiter::{LaneRef, Shared};
 use super::Release;
 use crate::BoxError;
 
@@ -18,9 +18,10 @@ use crate::BoxError;
 ///
 /// The bulkhead's response future holds it until the response arrives (or the future is
 /// dropped). It holds no reference count: only a `&'static` reference to the bulkhead's
-/// pooled counters.
+/// pooled counters (unless more than 4096 bulkheads are alive at once: the newer ones'
+/// counters are reference counted, and freed with them).
 pub struct Permit {
-    lane: &'static Lane,
+    lane: LaneRef,
     /// With `metrics`: the in-flight gauge, lowered when the permit is dropped.
     _metrics: crate::metrics::PermitMetrics,
     /// With an adaptive limit: what the algorithm needs to learn from this call.
@@ -46,7 +47,7 @@ impl Permit {
             limit: shared.lane.limit(),
         });
         Self {
-            lane: shared.lane,
+            lane: shared.lane.clone(),
             _metrics: shared.metrics.acquired(),
             observation,
         }
@@ -82,6 +83,12 @@ pin_project! {
     /// Response future of [`Bulkhead`](super::Bulkhead): the inner call holding its
     /// permit, or a ready [`BulkheadFull`] rejection. `H` says when the permit is given
     /// back (see [`Release`](super::Release)).
+    ///
+    /// # Panics
+    ///
+    /// Polled again after it completed (returned `Poll::Ready`), it panics with
+    /// "polled after completion", as the `futures` combinators do: answering `Pending`
+    /// forever would hang the caller silently.
     pub struct ResponseFuture<F, H = super::OnResponse> {
         #[pin]
         kind: Kind<F>,
@@ -149,15 +156,18 @@ where
                 }
                 Poll::Ready(match (result, permit) {
                     (Ok(response), Some(permit)) => Ok(H::release(response, permit)),
-                    // Polled after completion: the caller's contract breach; nothing to hold.
+                    // Not reached: the permit is taken once, as the future finishes.
                     (Ok(response), None) => Ok(H::without_permit(response)),
                     // An error has no body: the permit goes back now.
                     (Err(err), _) => Err(err.into()),
                 })
             }
-            KindProj::Rejected => Poll::Ready(Err(Box::new(BulkheadFull::new()))),
-            // Polled after completion: the caller's contract breach; never answer again.
-            KindProj::Finished => Poll::Pending,
+            KindProj::Rejected => {
+                kind.set(Kind::Finished);
+                Poll::Ready(Err(Box::new(BulkheadFull::new())))
+            }
+            // The caller's contract breach: say so, rather than hang it.
+            KindProj::Finished => panic!("`bulkhead::ResponseFuture` polled after completion"),
         }
     }
 }

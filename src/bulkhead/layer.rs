@@ -92,6 +92,21 @@ impl<S, H> Layer<S> for BulkheadLayer<H> {
     }
 }
 
+/// The most callers that may wait for a permit at once, unless
+/// [`Builder::max_waiting`] says otherwise (Envoy's default for `max_pending_requests`).
+///
+/// ```
+/// use seawall::bulkhead::{BulkheadLayer, DEFAULT_MAX_WAITING};
+/// use std::time::Duration;
+///
+/// assert_eq!(DEFAULT_MAX_WAITING, 1024);
+/// // Waiting is off by default; with a max wait, at most 1024 callers queue.
+/// let layer = BulkheadLayer::builder().max_wait(Duration::from_millis(50)).build()?;
+/// # let _ = layer;
+/// # Ok::<(), seawall::error::ConfigError>(())
+/// ```
+pub const DEFAULT_MAX_WAITING: u32 = 1024;
+
 /// Configures a [`BulkheadLayer`]; [`build`](Self::build) checks every value and names
 /// the first bad one.
 #[derive(Clone)]
@@ -173,9 +188,12 @@ impl Builder {
         self
     }
 
-    /// The most callers that may wait at once; more are rejected at once (default:
-    /// unbounded). Only meaningful with a positive [`max_wait`](Self::max_wait): zero, or
-    /// any value with a zero `max_wait`, is a [`ConfigError`].
+    /// The most callers that may wait at once; more are rejected at once (default
+    /// [`DEFAULT_MAX_WAITING`], 1024). Only meaningful with a positive
+    /// [`max_wait`](Self::max_wait): zero, or any value with a zero `max_wait`, is a
+    /// [`ConfigError`]. A caller that gives up leaves the queue in O(1), so even a long
+    /// queue costs the releasers little; what the bound caps is the memory and the
+    /// latency a queue can hide.
     pub fn max_waiting(mut self, callers: u32) -> Self {
         self.max_waiting = Some(callers);
         self
@@ -291,7 +309,7 @@ impl Builder {
             shared: Shared::new(
                 Arc::from(self.name),
                 self.max_concurrent,
-                self.max_waiting.unwrap_or(u32::MAX),
+                self.max_waiting.unwrap_or(DEFAULT_MAX_WAITING),
                 self.adaptive,
             ),
             max_wait: self.max_wait,

@@ -1,5 +1,6 @@
-//! The shared state of one bulkhead: the permit counters (in a pooled `'static` lane,
-//! so that a permit needs no reference count) and the FIFO queue of waiters.
+//! The shared state of one bulkhead: the permit counters (in a lane, pooled and
+//! `'static` in the common case, so that a permit needs no reference count) and the FIFO
+//! queue of waiters.
 //!
 //! # Permits
 //!
@@ -20,17 +21,27 @@
 //! limit grants a caller queueing meanwhile, and that a lane goes back to the pool exactly
 //! once.
 //!
+//! # The queue
+//!
+//! Waiters sit in a [`WaitQueue`]: a doubly linked list threaded through a slab, so that
+//! a waiter that gives up (it timed out, or its future was dropped) leaves in O(1) by its
+//! key, under the lock every releaser with callers queued takes. The queue is bounded
+//! (`max_waiting`, 1024 unless configured) and gives its memory back once it is empty.
+//!
 //! # Lanes
 //!
-//! The counters live in a [`Lane`] that is never freed but pooled. A lane goes back to
-//! the pool only once its bulkhead is gone *and* no permit of it is outstanding, so a late
-//! permit can never give back a permit of the lane's next bulkhead.
+//! The counters live in a [`Lane`] from [`crate::lane`]: one of a bounded number of pooled
+//! `'static` lanes, or, beyond that bound, one held by `Arc` and freed with its last
+//! permit. A pooled lane goes back to the pool only once its bulkhead is gone *and* no
+//! permit of it is outstanding, so a late permit can never give back a permit of the
+//! lane's next bulkhead.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use super::adaptive::{LimitAlgorithm, Sample};
+use super::queue::WaitQueue;
+use crate::lane::{self, Pool};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::sync::{CachePadded, Mutex, MutexGuard};
 
@@ -58,14 +69,11 @@ struct LaneConfig {
     waiting: AtomicU32,
 }
 
-static FREE_LANES: std::sync::Mutex<Vec<&'static Lane>> = std::sync::Mutex::new(Vec::new());
+/// A bulkhead's lane, as its permits hold it.
+pub(crate) type LaneRef = lane::LaneRef<Lane>;
 
-/// The pool of free lanes.
-fn free_lanes() -> std::sync::MutexGuard<'static, Vec<&'static Lane>> {
-    FREE_LANES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// The bulkheads' lanes not in use.
+static LANES: Pool<Lane> = Pool::new(lane::POOLED_LANES);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The data behind these locks stays consistent at every await-free step, so a
@@ -76,39 +84,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Lane {
-    fn acquire(limit: u32) -> &'static Lane {
-        // In the loom models every lane is new: a pooled one holds the objects of an
-        // earlier loom execution.
-        let pooled = if cfg!(all(test, seawall_loom)) {
-            None
-        } else {
-            free_lanes().pop()
-        };
-        let lane = pooled.unwrap_or_else(|| {
-            Box::leak(Box::new(Lane {
-                in_flight: CachePadded::new(AtomicU64::new(0)),
-                config: CachePadded::new(LaneConfig {
-                    limit: AtomicU32::new(0),
-                    waiting: AtomicU32::new(0),
-                }),
-                owner: Mutex::new(Weak::new()),
-            }))
-        });
+    fn new() -> Self {
+        Lane {
+            in_flight: CachePadded::new(AtomicU64::new(0)),
+            config: CachePadded::new(LaneConfig {
+                limit: AtomicU32::new(0),
+                waiting: AtomicU32::new(0),
+            }),
+            owner: Mutex::new(Weak::new()),
+        }
+    }
+
+    fn acquire(limit: u32) -> LaneRef {
+        let lane = LANES.take(Lane::new);
         lane.config.limit.store(limit, Ordering::SeqCst);
         lane.config.waiting.store(0, Ordering::SeqCst);
         // A pooled lane has no permit out and no owner: its word is exactly zero.
         lane.in_flight.store(OWNED, Ordering::SeqCst);
         lane
-    }
-
-    /// The bulkhead is gone: pool the lane now if no permit is out, else the last permit
-    /// to come back pools it (see `release`).
-    fn disown(&'static self) {
-        *lock(&self.owner) = Weak::new();
-        let before = self.in_flight.fetch_and(!OWNED, Ordering::SeqCst);
-        if before == OWNED {
-            free_lanes().push(self);
-        }
     }
 
     #[inline]
@@ -157,23 +150,44 @@ impl Lane {
         }
     }
 
-    /// Give a permit back.
-    #[inline]
-    pub(crate) fn release(&'static self) {
-        let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if before == 1 {
-            // The last permit of a bulkhead that is gone: nobody else can see this.
-            free_lanes().push(self);
-        } else if self.config.waiting.load(Ordering::SeqCst) != 0 {
-            self.grant_queued();
-        }
-    }
-
     #[cold]
     fn grant_queued(&self) {
         let owner = lock(&self.owner).upgrade();
         if let Some(shared) = owner {
             shared.grant_queued();
+        }
+    }
+}
+
+impl lane::LaneRef<Lane> {
+    /// Give a permit back.
+    #[inline]
+    pub(crate) fn release(&self) {
+        let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 {
+            // The last permit of a bulkhead that is gone: nobody else can see this.
+            self.retire();
+        } else if self.config.waiting.load(Ordering::SeqCst) != 0 {
+            self.grant_queued();
+        }
+    }
+
+    /// The bulkhead is gone: pool the lane now if no permit is out, else the last permit
+    /// to come back pools it (see `release`).
+    fn disown(&self) {
+        *lock(&self.owner) = Weak::new();
+        let before = self.in_flight.fetch_and(!OWNED, Ordering::SeqCst);
+        if before == OWNED {
+            self.retire();
+        }
+    }
+
+    /// Nobody uses the lane any more: a pooled one goes back to the pool (a counted one
+    /// is freed with its last reference).
+    #[cold]
+    fn retire(&self) {
+        if let Some(lane) = self.pooled() {
+            LANES.give_back(lane);
         }
     }
 }
@@ -203,13 +217,30 @@ impl Waiter {
     }
 }
 
+/// A caller's place in the queue: its waiter, and the key to leave by.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    waiter: Arc<Waiter>,
+    key: usize,
+}
+
+impl Queued {
+    pub(crate) fn is_granted(&self) -> bool {
+        self.waiter.is_granted()
+    }
+
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        self.waiter.set_waker(waker);
+    }
+}
+
 /// What happened to a caller that asked to wait.
 #[derive(Debug)]
 pub(crate) enum Enqueued {
     /// A permit was free after all (or became free at once): it is taken.
     Granted,
     /// Queued: wait for the waiter to be granted.
-    Queued(Arc<Waiter>),
+    Queued(Queued),
     /// The queue is at its bound.
     Full,
 }
@@ -231,13 +262,13 @@ pub(crate) struct Adaptive {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) lane: &'static Lane,
+    pub(crate) lane: LaneRef,
     pub(crate) name: Arc<str>,
     /// `Some` when the limit is adaptive.
     pub(crate) adaptive: Option<Adaptive>,
-    /// Most callers that may wait at once (`u32::MAX`: unbounded).
+    /// Most callers that may wait at once.
     max_waiting: u32,
-    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    queue: Mutex<WaitQueue<Arc<Waiter>>>,
     rejections: AtomicU64,
     pub(crate) metrics: crate::metrics::BulkheadMetrics,
     #[cfg(feature = "tracing")]
@@ -305,7 +336,7 @@ impl Shared {
                 name,
                 adaptive,
                 max_waiting,
-                queue: Mutex::new(VecDeque::new()),
+                queue: Mutex::new(WaitQueue::new()),
                 rejections: AtomicU64::new(0),
                 metrics,
                 #[cfg(feature = "tracing")]
@@ -339,7 +370,7 @@ impl Shared {
             return Enqueued::Full;
         }
         let waiter = Arc::new(Waiter::default());
-        queue.push_back(waiter.clone());
+        let key = queue.push_back(waiter.clone());
         self.lane
             .config
             .waiting
@@ -352,7 +383,7 @@ impl Shared {
         if waiter.is_granted() {
             Enqueued::Granted
         } else {
-            Enqueued::Queued(waiter)
+            Enqueued::Queued(Queued { waiter, key })
         }
     }
 
@@ -367,7 +398,7 @@ impl Shared {
     /// Grant free permits to the front of the queue; returns the wakers of the callers
     /// granted, to wake once the queue's lock is released (a waker may run code, even
     /// drop a permit, which takes this lock again).
-    fn grant_locked(&self, queue: &mut VecDeque<Arc<Waiter>>) -> Vec<Waker> {
+    fn grant_locked(&self, queue: &mut WaitQueue<Arc<Waiter>>) -> Vec<Waker> {
         let mut wakers = Vec::new();
         while !queue.is_empty() && self.lane.take_free() {
             if let Some(waiter) = queue.pop_front() {
@@ -386,12 +417,14 @@ impl Shared {
 
     /// A waiter gives up (timed out or dropped). Returns whether it had been granted a
     /// permit meanwhile, which the caller then owns (to use or give back).
-    pub(crate) fn leave(&self, waiter: &Arc<Waiter>) -> bool {
+    pub(crate) fn leave(&self, queued: &Queued) -> bool {
         let mut queue = lock(&self.queue);
-        if waiter.is_granted() {
+        // Granted only under this lock: if not granted yet, the caller is still queued
+        // under its key.
+        if queued.is_granted() {
             return true;
         }
-        queue.retain(|w| !Arc::ptr_eq(w, waiter));
+        queue.remove_if(queued.key, |w| Arc::ptr_eq(w, &queued.waiter));
         self.lane
             .config
             .waiting
@@ -430,42 +463,100 @@ impl Shared {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(seawall_loom)))]
 mod tests {
     use super::*;
 
     /// How many times `lane` sits in the pool.
-    fn pooled(lane: &'static Lane) -> usize {
-        free_lanes()
-            .iter()
-            .filter(|l| std::ptr::eq(**l, lane))
-            .count()
+    fn pooled(lane: &Lane) -> usize {
+        LANES.count_free(lane)
     }
 
     // The only unit test that takes lanes from the pool.
     #[test]
     fn a_lane_goes_back_to_the_pool_exactly_once_whoever_is_last() {
         // The bulkhead goes first, with a permit out: the permit hands the lane back.
-        let shared = Shared::new(Arc::from("t"), 2, u32::MAX, None);
-        let lane = shared.lane;
+        let shared = Shared::new(Arc::from("t"), 2, 1, None);
+        let lane = shared.lane.clone();
+        assert!(lane.pooled().is_some(), "a pooled lane, in a test binary");
         assert!(lane.try_acquire());
         assert!(lane.try_acquire());
         drop(shared);
-        assert_eq!(pooled(lane), 0, "permits are out");
+        assert_eq!(pooled(&lane), 0, "permits are out");
         lane.release();
-        assert_eq!(pooled(lane), 0, "one permit is still out");
+        assert_eq!(pooled(&lane), 0, "one permit is still out");
         lane.release();
-        assert_eq!(pooled(lane), 1);
+        assert_eq!(pooled(&lane), 1);
 
         // The permits go first: the bulkhead hands the lane back as it goes.
-        let shared = Shared::new(Arc::from("t"), 2, u32::MAX, None);
-        let lane = shared.lane;
-        assert_eq!(pooled(lane), 0, "taken from the pool");
+        let shared = Shared::new(Arc::from("t"), 2, 1, None);
+        let lane = shared.lane.clone();
+        assert_eq!(pooled(&lane), 0, "taken from the pool");
         assert!(lane.try_acquire());
         lane.release();
-        assert_eq!(pooled(lane), 0, "the bulkhead still owns it");
+        assert_eq!(pooled(&lane), 0, "the bulkhead still owns it");
         drop(shared);
-        assert_eq!(pooled(lane), 1);
+        assert_eq!(pooled(&lane), 1);
+    }
+
+    /// A timeout storm over a long queue: every caller leaves on its own, from the back
+    /// (the worst case for a queue searched from the front). Each departure must visit a
+    /// bounded number of queue slots, not the whole queue.
+    #[test]
+    fn a_waiter_leaving_visits_one_slot_whatever_the_queue_length() {
+        const WAITERS: u32 = 10_000;
+        let shared = Shared::new(Arc::from("t"), 1, WAITERS, None);
+        assert!(
+            shared.lane.try_acquire(),
+            "the only permit is out: everyone queues"
+        );
+        let queued: Vec<Queued> = (0..WAITERS)
+            .map(|_| match shared.enqueue() {
+                Enqueued::Queued(queued) => queued,
+                other => panic!("expected to queue, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(shared.lane.waiting(), WAITERS);
+        let before = lock(&shared.queue).visits();
+        for q in queued.iter().rev() {
+            assert!(!shared.leave(q), "nobody was granted");
+        }
+        let visits = lock(&shared.queue).visits() - before;
+        assert!(
+            visits <= u64::from(WAITERS),
+            "{WAITERS} departures visited {visits} queue slots"
+        );
+        assert_eq!(shared.lane.waiting(), 0);
+        assert_eq!(lock(&shared.queue).slots(), 0, "the emptied queue is freed");
+        shared.lane.release();
+    }
+
+    /// Callers who leave from the middle keep the others' order.
+    #[test]
+    fn leaving_from_the_middle_keeps_the_others_in_order() {
+        let shared = Shared::new(Arc::from("t"), 1, 10, None);
+        assert!(shared.lane.try_acquire());
+        let queued: Vec<Queued> = (0..5)
+            .map(|_| match shared.enqueue() {
+                Enqueued::Queued(queued) => queued,
+                other => panic!("expected to queue, got {other:?}"),
+            })
+            .collect();
+        assert!(!shared.leave(&queued[1]));
+        assert!(!shared.leave(&queued[3]));
+        let mut served = Vec::new();
+        for _ in 0..3 {
+            shared.lane.release(); // hands the permit to the front of the queue
+            let next = queued
+                .iter()
+                .position(|q| q.is_granted() && !served.contains(&q.key));
+            let next = next.expect("one more is granted");
+            served.push(queued[next].key);
+        }
+        let keys: Vec<usize> = [0, 2, 4].iter().map(|&i| queued[i].key).collect();
+        assert_eq!(served, keys);
+        shared.lane.release();
+        assert_eq!(shared.lane.in_flight(), 0);
     }
 }
 

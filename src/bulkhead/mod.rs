@@ -50,7 +50,7 @@
 //! |---|---|---|
 //! | max concurrent | 25 | Resilience4j's semaphore bulkhead |
 //! | max wait | zero: fail fast | Resilience4j and Polly: a bulkhead that queues hides overload |
-//! | max waiting | unbounded (only with a positive max wait) | |
+//! | max waiting | [`DEFAULT_MAX_WAITING`], 1024 (only with a positive max wait) | Envoy's `max_pending_requests`: a queue with no bound turns a slow downstream into unbounded memory |
 //!
 //! # Adaptive limits
 //!
@@ -87,8 +87,10 @@
 //! # Cost
 //!
 //! Taking a permit is one compare-and-swap, giving it back one `fetch_sub`; the response
-//! future holds a `&'static` reference to the bulkhead's pooled counters, not an `Arc`.
-//! The queue's lock is taken only when callers wait.
+//! future holds a `&'static` reference to the bulkhead's pooled counters, not an `Arc`
+//! (beyond 4096 bulkheads alive at once, the counters of the newer ones are reference
+//! counted instead, and freed with them). The queue's lock is taken only when callers
+//! wait; joining it and leaving it (granted, timed out or dropped) are O(1).
 
 pub mod adaptive;
 pub mod error;
@@ -97,6 +99,7 @@ mod handle;
 mod layer;
 mod limiter;
 mod partition;
+mod queue;
 
 use std::fmt;
 use std::future::Future as _;
@@ -110,12 +113,12 @@ use tower::Service;
 
 pub use self::future::Permit;
 pub use self::handle::Handle;
-pub use self::layer::{Builder, BulkheadLayer};
+pub use self::layer::{Builder, BulkheadLayer, DEFAULT_MAX_WAITING};
 pub use self::partition::{PartitionedBulkhead, PartitionedBulkheadLayer};
 
 use self::future::ResponseFuture;
 pub(crate) use self::limiter::Shared;
-use self::limiter::{Enqueued, Lane, Waiter};
+use self::limiter::{Enqueued, LaneRef, Queued};
 use crate::BoxError;
 
 /// When a call's permit is given back, given the inner service's response `T`.
@@ -166,7 +169,7 @@ impl<T> Release<T> for OnResponse {
 struct WaitSlot {
     shared: Arc<Shared>,
     /// `None` once the slot has been settled (granted or left).
-    waiter: Option<Arc<Waiter>>,
+    waiter: Option<Queued>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     since: tokio::time::Instant,
 }
@@ -218,7 +221,8 @@ enum Reservation {
 pub struct Bulkhead<S, H = OnResponse> {
     inner: S,
     shared: Arc<Shared>,
-    lane: &'static Lane,
+    /// The bulkhead's lane, kept here so the success path reads it in one hop.
+    lane: LaneRef,
     max_wait: Duration,
     reservation: Reservation,
     _release: PhantomData<fn() -> H>,
@@ -228,7 +232,7 @@ impl<S, H> Bulkhead<S, H> {
     fn from_parts(inner: S, shared: Arc<Shared>, max_wait: Duration) -> Self {
         Self {
             inner,
-            lane: shared.lane,
+            lane: shared.lane.clone(),
             shared,
             max_wait,
             reservation: Reservation::None,

@@ -101,7 +101,8 @@ impl<F> PartitionedBulkheadLayer<F> {
                 shared: Shared::new(
                     Arc::from(format!("{name}/{}", spec.name)),
                     limit,
-                    u32::MAX,
+                    // Partitions shed at once: nobody ever queues.
+                    super::DEFAULT_MAX_WAITING,
                     None,
                 ),
             });

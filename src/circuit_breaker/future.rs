@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use super::error::CircuitOpen;
 use super::state::{Lane, Shared, Ticket};
 use crate::classify::{Classification, Classify, ClassifyEos, Health, RecordOutcome, Verdict};
+use crate::lane::LaneRef;
 use crate::BoxError;
 
 /// The breaker's bookkeeping for one admitted call, waiting for its outcome.
@@ -38,7 +39,7 @@ enum RecorderKind {
     /// A success that still finds the window clean changes nothing; anything else looks
     /// the breaker up through the lane and is recorded like a tracked call.
     Fast {
-        lane: &'static Lane,
+        lane: LaneRef<Lane>,
         generation: u32,
     },
 }
@@ -46,7 +47,7 @@ enum RecorderKind {
 impl OutcomeRecorder {
     /// A recorder for a fast-path call: no reference count.
     #[inline]
-    pub(crate) fn fast(lane: &'static Lane, generation: u32) -> Self {
+    pub(crate) fn fast(lane: LaneRef<Lane>, generation: u32) -> Self {
         Self {
             kind: Some(RecorderKind::Fast { lane, generation }),
         }
@@ -56,7 +57,7 @@ impl OutcomeRecorder {
     pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
         let kind = match ticket {
             Ticket::Fast { generation } => RecorderKind::Fast {
-                lane: shared.lane,
+                lane: shared.lane.clone(),
                 generation,
             },
             _ => RecorderKind::Tracked {
@@ -135,7 +136,7 @@ impl RecordOutcome for OutcomeRecorder {
             Some(RecorderKind::Fast { lane, generation }) => match health {
                 Health::Ignored => {}
                 Health::Success if lane.success_is_a_no_op() => {}
-                _ => record_through_lane(lane, generation, health),
+                _ => record_through_lane(&lane, generation, health),
             },
         }
     }

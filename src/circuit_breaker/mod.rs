@@ -382,7 +382,7 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
     shared: Arc<Shared>,
     /// The breaker's lane, kept here so the success path reads it in one hop.
-    lane: &'static state::Lane,
+    lane: crate::lane::LaneRef<state::Lane>,
     classifier: C,
     readiness: Readiness,
     reservation: Reservation,
@@ -394,7 +394,7 @@ impl<S, C> CircuitBreaker<S, C> {
     fn from_parts(inner: S, shared: Arc<Shared>, classifier: C, readiness: Readiness) -> Self {
         Self {
             inner,
-            lane: shared.lane,
+            lane: shared.lane.clone(),
             shared,
             classifier,
             readiness,
@@ -525,7 +525,7 @@ where
             // The success path: nothing reserved; admit now from the lane.
             Reservation::None => match self.lane.try_admit() {
                 Some(state::Ticket::Fast { generation }) => {
-                    Ok(OutcomeRecorder::fast(self.lane, generation))
+                    Ok(OutcomeRecorder::fast(self.lane.clone(), generation))
                 }
                 _ => self
                     .shared

@@ -57,6 +57,7 @@ use tokio::sync::broadcast;
 use super::window::{CountWindow, Sample, TimeWindow, Totals, Window};
 use super::{Cause, State, Transition};
 use crate::classify::Health;
+use crate::lane::{LaneRef, Pool, POOLED_LANES};
 use crate::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::sync::{CachePadded, Mutex, MutexGuard};
 use crate::time::{Clock, Jitter};
@@ -212,13 +213,15 @@ pub(crate) struct Rejection {
 /// count window's totals, each on its own cache line, plus a weak way back to the whole
 /// breaker for the rare call that must record something.
 ///
-/// A lane is `'static`: the fast path holds a plain `&'static Lane` instead of an `Arc`,
-/// so a call costs no reference count (two contended read-modify-writes that would
-/// dominate the cost of the whole breaker). Lanes are never freed but are pooled: when a
-/// breaker is dropped its lane goes back to a free list for the next breaker, so memory is
-/// bounded by the most breakers alive at once. The generation in the state word carries
-/// on across breakers, so a late call of a dropped breaker never matches a generation of
-/// the lane's next breaker.
+/// A lane is `'static` in the common case: the fast path holds a plain `&'static Lane`
+/// instead of an `Arc`, so a call costs no reference count (two contended
+/// read-modify-writes that would dominate the cost of the whole breaker). Such lanes are
+/// never freed but pooled (see [`crate::lane`]): when a breaker is dropped its lane goes
+/// back to a free list for the next breaker, and at most [`POOLED_LANES`] are ever made.
+/// Beyond that many breakers alive at once, a breaker's lane is reference counted (its
+/// calls hold an `Arc`) and freed with the breaker and its last call. The generation in
+/// the state word carries on across breakers, so a late call of a dropped breaker never
+/// matches a generation of the lane's next breaker.
 #[derive(Debug)]
 pub(crate) struct Lane {
     state: CachePadded<AtomicU64>,
@@ -237,48 +240,26 @@ struct LaneHealth {
     clean_word: AtomicU64,
 }
 
-static FREE_LANES: std::sync::Mutex<Vec<&'static Lane>> = std::sync::Mutex::new(Vec::new());
+/// The breakers' lanes not in use.
+static LANES: Pool<Lane> = Pool::new(POOLED_LANES);
+
+impl AsRef<Totals> for Lane {
+    fn as_ref(&self) -> &Totals {
+        &self.health.totals
+    }
+}
 
 impl Lane {
-    fn acquire() -> &'static Lane {
-        // In the loom models every lane is new: a pooled one holds the objects of an
-        // earlier loom execution.
-        let pooled = if cfg!(all(test, seawall_loom)) {
-            None
-        } else {
-            FREE_LANES
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .pop()
-        };
-        pooled.unwrap_or_else(|| {
-            Box::leak(Box::new(Lane {
-                state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
-                health: CachePadded::new(LaneHealth {
-                    totals: Totals::new(),
-                    consecutive_failures: AtomicU32::new(0),
-                    clean_word: AtomicU64::new(0),
-                }),
-                owner: Mutex::new(Weak::new()),
-            }))
+    fn acquire() -> LaneRef<Lane> {
+        LANES.take(|| Lane {
+            state: CachePadded::new(AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0)),
+            health: CachePadded::new(LaneHealth {
+                totals: Totals::new(),
+                consecutive_failures: AtomicU32::new(0),
+                clean_word: AtomicU64::new(0),
+            }),
+            owner: Mutex::new(Weak::new()),
         })
-    }
-
-    /// Hand the lane back once its breaker is gone.
-    fn release(&'static self) {
-        let word = Word(self.state.load(Ordering::Acquire));
-        self.state.store(
-            Word::new(State::Closed, word.generation().wrapping_add(1), 0, 0).0,
-            Ordering::Release,
-        );
-        self.health.totals.clear();
-        self.health.consecutive_failures.store(0, Ordering::Release);
-        self.health.clean_word.store(0, Ordering::Release);
-        *self.owner() = Weak::new();
-        FREE_LANES
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(self);
     }
 
     fn owner(&self) -> MutexGuard<'_, Weak<Shared>> {
@@ -331,6 +312,25 @@ impl Lane {
     }
 }
 
+impl LaneRef<Lane> {
+    /// Hand the lane back once its breaker is gone: a pooled lane to the pool (a counted
+    /// one is freed with its last reference).
+    fn release(&self) {
+        let word = Word(self.state.load(Ordering::Acquire));
+        self.state.store(
+            Word::new(State::Closed, word.generation().wrapping_add(1), 0, 0).0,
+            Ordering::Release,
+        );
+        self.health.totals.clear();
+        self.health.consecutive_failures.store(0, Ordering::Release);
+        self.health.clean_word.store(0, Ordering::Release);
+        *self.owner() = Weak::new();
+        if let Some(lane) = self.pooled() {
+            LANES.give_back(lane);
+        }
+    }
+}
+
 // ===== shared state =====
 
 #[derive(Debug)]
@@ -353,7 +353,7 @@ struct Streak {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) lane: &'static Lane,
+    pub(crate) lane: LaneRef<Lane>,
     streak: CachePadded<Streak>,
     window: Window,
     open_until: AtomicU64,
@@ -389,7 +389,7 @@ impl Shared {
         let lane = Lane::acquire();
         let (window, clean_word) = match window {
             WindowKind::Count { size } => (
-                Window::Count(CountWindow::new(size, &lane.health.totals)),
+                Window::Count(CountWindow::new(size, lane.part())),
                 Some(Totals::clean_word(size)),
             ),
             WindowKind::Time {
@@ -996,13 +996,16 @@ mod tests {
     fn a_dropped_breakers_lane_is_reused_with_a_later_generation() {
         let _pool = pool();
         let first = Shared::new(config(Some(1)), WindowKind::Count { size: 4 }, 1);
-        let lane: *const Lane = first.lane;
+        let lane: *const Lane = &*first.lane;
         let generation = first.word().generation();
         first.record_call(generation, Health::Failure, false);
         assert_eq!(first.state(), State::Open);
         drop(first);
         let second = Shared::new(config(Some(1)), WindowKind::Count { size: 4 }, 1);
-        assert!(std::ptr::eq(lane, second.lane), "the pooled lane is reused");
+        assert!(
+            std::ptr::eq(lane, &*second.lane),
+            "the pooled lane is reused"
+        );
         assert_eq!(second.state(), State::Closed);
         assert_ne!(second.word().generation(), generation);
         assert_eq!(second.window.counts(|| 0).calls, 0);

@@ -157,15 +157,15 @@ impl Totals {
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     next: crate::sync::CachePadded<AtomicU64>,
-    totals: &'static Totals,
+    totals: crate::lane::PartRef<Totals>,
     slots: Box<[AtomicU8]>,
 }
 
 impl CountWindow {
-    pub(crate) fn new(size: u32, totals: &'static Totals) -> Self {
+    pub(crate) fn new(size: u32, totals: impl Into<crate::lane::PartRef<Totals>>) -> Self {
         Self {
             next: crate::sync::CachePadded::new(AtomicU64::new(0)),
-            totals,
+            totals: totals.into(),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
         }
     }

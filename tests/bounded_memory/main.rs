@@ -13,6 +13,7 @@ mod support;
 mod deadline;
 mod hedge;
 mod policy;
+mod bulkhead;
 
 // ===== live heap bytes =====
 

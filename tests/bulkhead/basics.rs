@@ -123,3 +123,25 @@ fn layers_services_futures_and_handles_are_send_sync_static() {
         >,
     >();
 }
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "polled after completion")]
+async fn a_response_future_polled_after_completion_panics() {
+    let (mut svc, _, _) = bulkhead(1);
+    let mut call = Box::pin(svc.ready().await.unwrap().call(Do::Succeed));
+    assert!(call.as_mut().await.is_ok());
+    // A silent `Pending` forever would hang the caller: it must be loud instead.
+    let _ = call.as_mut().now_or_never();
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "polled after completion")]
+async fn a_rejected_response_future_polled_again_panics() {
+    let (svc, _, _) = bulkhead(1);
+    let _hold = tokio::spawn(svc.clone().oneshot(Do::Hang));
+    tokio::task::yield_now().await;
+    let mut svc = svc.clone();
+    let mut call = Box::pin(svc.ready().await.unwrap().call(Do::Succeed));
+    assert!(call.as_mut().await.unwrap_err().is::<BulkheadFull>());
+    let _ = call.as_mut().now_or_never();
+}

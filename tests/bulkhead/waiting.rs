@@ -164,3 +164,81 @@ async fn an_unbounded_wait_waits_as_long_as_it_takes() {
     assert!(hold.await.unwrap().is_ok());
     assert!(waiter.await.unwrap().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_is_bounded_by_default() {
+    let (svc, handle) = waiting_bulkhead(1, Duration::from_secs(60), None);
+    let _hold = tokio::spawn(svc.clone().oneshot(Do::Hang));
+    tokio::task::yield_now().await;
+    let queued: Vec<_> = (0..seawall::bulkhead::DEFAULT_MAX_WAITING)
+        .map(|_| tokio::spawn(svc.clone().oneshot(Do::Succeed)))
+        .collect();
+    settle(|| handle.waiting() == 1024).await;
+    assert_eq!(handle.waiting(), 1024);
+    // One more would-be waiter is rejected at once.
+    let result = svc.clone().oneshot(Do::Succeed).now_or_never();
+    let result = result.expect("rejected at once, not queued");
+    assert!(result.unwrap_err().is::<BulkheadFull>());
+    for q in queued {
+        q.abort();
+    }
+}
+
+/// A storm of callers giving up in a long queue (each times out, from the back of the
+/// queue forward, the worst order for a queue searched from the front) leaves the queue
+/// empty, and the callers behind the ones that left are served in order.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_storm_over_a_long_queue_leaves_it_empty_and_in_order() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(60))
+        .max_waiting(20_000)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let hold = tokio::spawn(
+        svc.clone()
+            .oneshot(Do::SucceedAfter(Duration::from_secs(30))),
+    );
+    tokio::task::yield_now().await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut callers = Vec::new();
+    for i in 0..10_000u64 {
+        let svc = svc.clone();
+        let order = order.clone();
+        // Every other caller gives up, the later ones sooner.
+        let patience = if i % 2 == 0 {
+            Duration::from_secs(59)
+        } else {
+            Duration::from_millis(10_000 - i)
+        };
+        callers.push(tokio::spawn(async move {
+            let result = tokio::time::timeout(patience, svc.oneshot(Do::Succeed)).await;
+            if matches!(result, Ok(Ok(_))) {
+                order.lock().unwrap().push(i);
+            }
+        }));
+    }
+    settle(|| handle.waiting() == 10_000).await;
+    assert_eq!(handle.waiting(), 10_000);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(handle.waiting(), 5_000, "the impatient half left");
+    assert!(hold.await.unwrap().is_ok());
+    for c in callers {
+        c.await.unwrap();
+    }
+    let served = order.lock().unwrap().clone();
+    assert_eq!(served, (0..10_000).step_by(2).collect::<Vec<u64>>());
+    assert_eq!((handle.in_flight(), handle.waiting()), (0, 0));
+}
+
+/// Let the spawned tasks run (tokio polls about 61 of them per yield) until `done`.
+async fn settle(done: impl Fn() -> bool) {
+    for _ in 0..1_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}

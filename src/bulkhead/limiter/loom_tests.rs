@@ -102,17 +102,15 @@ fn a_waiter_leaving_as_it_is_granted_gives_the_permit_back() {
 fn a_lane_goes_back_to_the_pool_exactly_once() {
     loom_model(3, || {
         let shared = bulkhead(2);
-        let lane = shared.lane;
+        let lane = shared.lane.clone();
         assert!(lane.try_acquire());
         let permit = Permit::taken(&shared);
         let releaser = thread::spawn(move || drop(permit));
         let owner = thread::spawn(move || drop(shared));
         releaser.join().unwrap();
         owner.join().unwrap();
-        let mut pool = free_lanes();
-        let pooled = pool.iter().filter(|l| std::ptr::eq(**l, lane)).count();
-        pool.retain(|l| !std::ptr::eq(*l, lane));
-        drop(pool);
+        let pooled = LANES.count_free(&lane);
+        LANES.forget(&lane);
         assert_eq!(pooled, 1, "the lane went back {pooled} times");
     });
 }
