@@ -52,7 +52,7 @@ async fn main() -> Result<(), BoxError> {
         .name("report-server")
         .max_concurrent(4)
         .build()?;
-    let shed = ShedLoadLayer::new(limit)?.retry_after(Duration::from_secs(1));
+    let shed = ShedLoadLayer::new(limit)?.retry_after(Duration::from_secs(1))?;
     let handle = shed.handle();
     let app = Router::new().route("/report", get(report)).layer(shed);
 

@@ -1008,6 +1008,24 @@ mod shed_load {
             &["must not wait", "10ms"],
         );
     }
+
+    #[test]
+    fn retry_after() {
+        let layer = || ShedLoadLayer::new(BulkheadLayer::builder().build().unwrap()).unwrap();
+        for wait in [
+            Duration::ZERO,
+            Duration::from_micros(500),
+            Duration::from_millis(i32::MAX as u64 + 1),
+            Duration::from_secs(3_000_000),
+        ] {
+            rejects(
+                layer().retry_after(wait),
+                "shed_load",
+                "retry_after",
+                &["from 1ms to 2147483647ms", &format!("got {wait:?}")],
+            );
+        }
+    }
 }
 
 #[cfg(all(feature = "http", feature = "timeout"))]

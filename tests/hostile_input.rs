@@ -235,8 +235,8 @@ mod retry_after_header {
             (days + 3).rem_euclid(7) as usize
         }
 
-        /// Seconds since the epoch, if this is a date `httpdate` accepts (1970 to 9999,
-        /// every field in range, the right weekday).
+        /// Seconds since the epoch, if this is a date `retry_after` accepts (1970 to
+        /// 9999, every field in range; a wrong weekday is read from the date alone).
         pub(super) fn epoch_seconds(&self) -> Option<u64> {
             let year = self.named_year();
             let valid = (1970..=9999).contains(&year)
@@ -244,8 +244,7 @@ mod retry_after_header {
                 && (1..=days_in_month(year, self.month)).contains(&self.day)
                 && (0..24).contains(&self.hour)
                 && (0..60).contains(&self.minute)
-                && (0..60).contains(&self.second)
-                && self.weekday.is_none_or(|w| w == self.right_weekday());
+                && (0..60).contains(&self.second);
             valid.then(|| {
                 let days = days_from_civil(year, self.month, self.day);
                 (days * 86_400 + self.hour * 3600 + self.minute * 60 + self.second) as u64

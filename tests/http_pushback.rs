@@ -61,6 +61,37 @@ fn retry_after_http_dates_in_all_three_forms() {
     );
 }
 
+/// The day name of an HTTP-date is redundant: a server that gets it wrong still asked
+/// for a wait until the date it wrote, and browsers and curl read the date alone.
+#[test]
+fn retry_after_a_date_with_a_wrong_day_name_is_read_from_the_date() {
+    // Wed, 21 Oct 2015 07:29:30 GMT, 90 s after now, with another day's name.
+    let in_90_s = Some(Duration::from_secs(90));
+    for text in [
+        "Thu, 21 Oct 2015 07:29:30 GMT",
+        "Mon, 21 Oct 2015 07:29:30 GMT",
+        "Sunday, 21-Oct-15 07:29:30 GMT",
+        "Fri Oct 21 07:29:30 2015",
+    ] {
+        assert_eq!(retry_after(&header(text), now()), in_90_s, "{text:?}");
+    }
+    // A date in the past with a wrong name is still a zero delay.
+    assert_eq!(
+        retry_after(&header("Sat, 20 Oct 2015 07:28:00 GMT"), now()),
+        Some(Duration::ZERO)
+    );
+    // What is not a day name, or a date that does not exist, is still nothing.
+    for text in [
+        "Xyz, 21 Oct 2015 07:29:30 GMT",
+        "wed, 21 Oct 2015 07:29:30 GMT",
+        "Thu, 31 Feb 2015 07:29:30 GMT",
+        "Thursday, 21 Oct 2015 07:29:30 GMT",
+        ", 21 Oct 2015 07:29:30 GMT",
+    ] {
+        assert_eq!(retry_after(&header(text), now()), None, "{text:?}");
+    }
+}
+
 #[test]
 fn retry_after_garbage_is_ignored() {
     for text in [

@@ -28,7 +28,8 @@ fn shed(limit: u32) -> (ShedLoadLayer, seawall::bulkhead::Handle) {
             .unwrap(),
     )
     .unwrap()
-    .retry_after(Duration::from_millis(1500));
+    .retry_after(Duration::from_millis(1500))
+    .unwrap();
     let handle = layer.handle();
     (layer, handle)
 }
@@ -120,11 +121,12 @@ fn a_waiting_bulkhead_is_a_config_error() {
     assert_eq!((err.component(), err.field()), ("shed_load", "max_wait"));
 }
 
-#[tokio::test]
-async fn an_enormous_retry_after_saturates_instead_of_overflowing() {
+/// The headers a shed (HTTP and gRPC) request gets from a layer that says `wait`.
+async fn shed_headers(wait: Duration) -> (String, String) {
     let layer = ShedLoadLayer::new(BulkheadLayer::builder().max_concurrent(1).build().unwrap())
         .unwrap()
-        .retry_after(Duration::MAX);
+        .retry_after(wait)
+        .unwrap();
     let mut svc = layer.layer(tower::service_fn(handler));
     let (_tx, rx) = oneshot::channel();
     let mut held = Box::pin(
@@ -134,12 +136,71 @@ async fn an_enormous_retry_after_saturates_instead_of_overflowing() {
             .call(http::Request::new(Some(rx))),
     );
     assert!((&mut held).now_or_never().is_none());
-    let shed = svc
+    let http = svc
         .ready()
         .await
         .unwrap()
         .call(http::Request::new(None))
         .await
         .unwrap();
-    assert_eq!(shed.headers()["retry-after"], u64::MAX.to_string().as_str());
+    let grpc = http::Request::builder()
+        .header("content-type", "application/grpc")
+        .body(None)
+        .unwrap();
+    let grpc = svc.ready().await.unwrap().call(grpc).await.unwrap();
+    let text = |v: &http::HeaderValue| v.to_str().unwrap().to_owned();
+    (
+        text(&http.headers()["retry-after"]),
+        text(&grpc.headers()["grpc-retry-pushback-ms"]),
+    )
+}
+
+#[test]
+fn a_retry_after_neither_header_can_say_is_a_config_error() {
+    let layer =
+        || ShedLoadLayer::new(BulkheadLayer::builder().max_concurrent(1).build().unwrap()).unwrap();
+    for wait in [
+        Duration::ZERO,                             // every client back at once
+        Duration::from_micros(999),                 // a pushback of 0 ms
+        Duration::from_millis(i32::MAX as u64 + 1), // "never retry" to gRPC clients
+        Duration::from_secs(3_000_000),             // the review's example
+        Duration::MAX,
+    ] {
+        let err = layer().retry_after(wait).unwrap_err();
+        assert_eq!(
+            (err.component(), err.field()),
+            ("shed_load", "retry_after"),
+            "{wait:?}"
+        );
+        assert!(err.reason().contains("1ms"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn both_headers_round_up_and_stay_within_what_clients_read() {
+    use seawall::http::pushback::{grpc_retry_pushback, Pushback};
+
+    // The shortest wait: one second in Retry-After (its unit), one millisecond in gRPC.
+    assert_eq!(
+        shed_headers(Duration::from_millis(1)).await,
+        ("1".into(), "1".into())
+    );
+    // Part of a millisecond is never dropped: 1.5 ms is 2 ms, not 1.
+    assert_eq!(
+        shed_headers(Duration::from_micros(1_500)).await,
+        ("1".into(), "2".into())
+    );
+    assert_eq!(
+        shed_headers(Duration::from_millis(500)).await,
+        ("1".into(), "500".into())
+    );
+    // The longest: i32::MAX ms, which a gRPC client reads as a wait, not a refusal.
+    let longest = Duration::from_millis(i32::MAX as u64);
+    let (retry_after, pushback) = shed_headers(longest).await;
+    assert_eq!(retry_after, "2147484", "2 147 483.647 s, rounded up");
+    assert_eq!(pushback, "2147483647");
+    assert_eq!(
+        grpc_retry_pushback(&http::HeaderValue::from_str(&pushback).unwrap()),
+        Pushback::After(longest)
+    );
 }

@@ -836,6 +836,31 @@ fn syntax_errors_have_a_position() {
     assert!(err.line().is_some());
 }
 
+/// A policy named twice is a mistake in either format: the file would say two things
+/// of one downstream. TOML's parser refuses it; YAML's must too (it used to keep the
+/// last one, silently).
+#[test]
+fn a_policy_named_twice_is_refused_in_both_formats() {
+    let toml = toml_err(
+        "[policies.payments]\ndeadline = \"1s\"\n[policies.payments]\ndeadline = \"9s\"\n",
+    );
+    assert!(toml.reason().contains("duplicate"), "{toml}");
+
+    let yaml = yaml_err(
+        "policies:\n  payments:\n    deadline: 1s\n  search: {}\n  payments:\n    deadline: 9s\n",
+    );
+    assert_eq!(yaml.path(), "policies.payments", "{yaml}");
+    assert!(yaml.reason().contains("duplicate key `payments`"), "{yaml}");
+    assert!(yaml.line().is_some(), "{yaml}");
+
+    // The same name in flow style, and under the defaults' keys too.
+    let yaml = yaml_err("policies: { a: {}, a: { deadline: 2s } }\n");
+    assert_eq!(yaml.path(), "policies.a", "{yaml}");
+    let yaml = yaml_err("defaults:\n  deadline: 1s\n  deadline: 2s\n");
+    assert!(yaml.path().starts_with("defaults"), "{yaml}");
+    assert!(yaml.reason().contains("duplicate"), "{yaml}");
+}
+
 /// Also shows that each of these keys reaches its builder: the builder is the one that
 /// refuses the value.
 #[test]

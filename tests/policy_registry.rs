@@ -96,7 +96,6 @@ fn a_downstream_can_share_one_budget_across_its_endpoints() {
     a.circuit_breaker().unwrap().force_open();
     assert_eq!(b.circuit_breaker().unwrap().state(), State::Closed);
 
-    // Once no entry of the downstream is left, its budget goes with them.
     assert!(registry.remove("payments", "a"));
     let c = registry.get("payments", "c").unwrap().handle();
     assert_eq!(
@@ -104,14 +103,59 @@ fn a_downstream_can_share_one_budget_across_its_endpoints() {
         2,
         "b still holds it"
     );
-    assert!(registry.remove("payments", "b"));
-    assert!(registry.remove("payments", "c"));
-    let d = registry.get("payments", "d").unwrap().handle();
+}
+
+/// The shared budget outlives the downstream's last endpoint by `keep_budget_for`
+/// (default 60 s), so that endpoints that come and go (a rolling restart, a DNS change)
+/// do not get a fresh budget, and a full reserve of retries, each time.
+#[tokio::test(start_paused = true)]
+async fn a_downstreams_budget_outlives_its_last_endpoint_for_a_while() {
+    let made = Arc::new(AtomicU32::new(0));
+    let registry = counting(&made)
+        .share_budget_per_downstream(true)
+        .build()
+        .unwrap();
+    assert_eq!(registry.keep_budget_for(), secs(60));
+    let a = registry.get("payments", "a").unwrap().handle();
+    assert!(a.budget().unwrap().try_withdraw());
+    drop(a);
+    assert!(registry.remove("payments", "a"));
+    assert!(registry.is_empty());
+
+    tokio::time::advance(secs(59)).await;
+    let b = registry.get("payments", "b").unwrap().handle();
     assert_eq!(
-        d.budget().unwrap().snapshot().withdrawals,
-        0,
-        "a new budget"
+        b.budget().unwrap().snapshot().withdrawals,
+        1,
+        "the downstream's budget, kept after its last endpoint went"
     );
+    drop(b);
+    assert!(registry.remove("payments", "b"));
+
+    tokio::time::advance(secs(60)).await;
+    let c = registry.get("payments", "c").unwrap().handle();
+    assert_eq!(
+        c.budget().unwrap().snapshot().withdrawals,
+        0,
+        "60 s after the last endpoint went: a new budget"
+    );
+
+    // Zero keeps it no longer than the downstream's endpoints.
+    let registry = counting(&made)
+        .share_budget_per_downstream(true)
+        .keep_budget_for(Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(registry
+        .get("payments", "a")
+        .unwrap()
+        .handle()
+        .budget()
+        .unwrap()
+        .try_withdraw());
+    assert!(registry.remove("payments", "a"));
+    let b = registry.get("payments", "b").unwrap().handle();
+    assert_eq!(b.budget().unwrap().snapshot().withdrawals, 0);
 }
 
 #[test]
@@ -275,6 +319,8 @@ fn the_builder_checks_its_values() {
     let registry = counting(&made).build().unwrap();
     assert_eq!(registry.max_entries(), 1024);
     assert_eq!(registry.idle_timeout(), Some(secs(600)));
+    assert_eq!(registry.metric_names(), 256);
+    assert_eq!(registry.keep_budget_for(), secs(60));
 }
 
 #[test]
@@ -297,7 +343,9 @@ fn concurrent_first_uses_make_one_policy() {
     for thread in threads {
         thread.join().unwrap();
     }
-    assert_eq!(made.load(Ordering::SeqCst), 1);
+    // Racing first uses may each make a policy; one is kept, the others dropped.
+    assert!(made.load(Ordering::SeqCst) >= 1);
+    assert_eq!(registry.len(), 1);
     // Every handle is of the one breaker.
     let handles = names.lock().unwrap();
     handles[0].circuit_breaker().unwrap().force_open();
@@ -359,6 +407,349 @@ async fn matches_a_simple_lru_model() {
         assert_eq!(keys(&registry), expected);
         assert_eq!(made.load(Ordering::SeqCst), expected_made);
     }
+}
+
+// ===== entries in use, breakers not closed, and the lock =====
+
+/// A client that answers at once, and one that never answers.
+fn ok_client(
+) -> impl tower::Service<u32, Response = u32, Error = BoxError, Future = impl Send> + Clone {
+    tower::service_fn(|n: u32| async move { Ok::<_, BoxError>(n) })
+}
+
+/// Run `f` on another thread; fail (instead of hanging) if it has not returned in 10 s
+/// (a deadlock).
+fn within_10_s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
+}
+
+/// The review's case: one `get` per client, as the docs advise, and a client that lives
+/// longer than the idle timeout. Its entry must stay, or the next `get` of the key makes
+/// a second breaker and bulkhead beside the first.
+#[tokio::test(start_paused = true)]
+async fn an_entry_with_a_live_service_is_never_evicted_as_idle() {
+    use tower::{Layer, Service, ServiceExt};
+
+    let made = Arc::new(AtomicU32::new(0));
+    let registry = counting(&made).idle_timeout(secs(60)).build().unwrap();
+    let mut client = registry.get("d", "busy").unwrap().layer(ok_client());
+    registry.get("d", "idle").unwrap();
+    for _ in 0..20 {
+        tokio::time::advance(secs(30)).await;
+        assert_eq!(client.ready().await.unwrap().call(7).await.unwrap(), 7);
+        registry.get("d", "other").unwrap(); // sweeps the idle entries
+    }
+    assert_eq!(
+        keys(&registry),
+        ["d/other", "d/busy"],
+        "idle: evicted; busy: kept"
+    );
+    assert_eq!(made.load(Ordering::SeqCst), 3, "busy, idle, other");
+
+    // The next get of the key is the client's policy: one breaker.
+    let again = registry.get("d", "busy").unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 3);
+    again.handle().circuit_breaker().unwrap().force_open();
+    let err = client.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(err.is::<seawall::error::CircuitOpen>(), "{err}");
+    drop(again);
+
+    // Once the client is gone the entry is idle like any other.
+    drop(client);
+    tokio::time::advance(secs(60)).await;
+    assert_eq!(registry.evict_idle(), 2);
+    assert!(registry.is_empty());
+}
+
+/// A call still in flight keeps its entry too, even when its service is gone (`oneshot`
+/// drops the service once it has called it).
+#[tokio::test(start_paused = true)]
+async fn an_entry_with_a_call_in_flight_is_never_evicted_as_idle() {
+    use futures::FutureExt;
+    use tower::{Layer, ServiceExt};
+
+    let made = Arc::new(AtomicU32::new(0));
+    let registry = counting(&made).idle_timeout(secs(60)).build().unwrap();
+    let hanging = tower::service_fn(|_: u32| std::future::pending::<Result<u32, BoxError>>());
+    let mut call = Box::pin(registry.get("d", "a").unwrap().layer(hanging).oneshot(1));
+    assert!((&mut call).now_or_never().is_none(), "in flight");
+    tokio::time::advance(secs(120)).await;
+    assert_eq!(registry.evict_idle(), 0);
+    assert_eq!(keys(&registry), ["d/a"]);
+    // Once the call is gone, the entry is idle from the last sweep that saw it in use.
+    drop(call);
+    assert_eq!(registry.evict_idle(), 0);
+    tokio::time::advance(secs(60)).await;
+    assert_eq!(registry.evict_idle(), 1);
+}
+
+/// `make` and `build` run outside the registry's lock: a `make` that uses the registry
+/// does not deadlock, and a slow one does not hold up other keys.
+#[test]
+fn make_runs_outside_the_lock() {
+    let registry: Arc<std::sync::OnceLock<std::sync::Weak<Registry>>> = Arc::default();
+    let seen = Arc::new(AtomicU32::new(0));
+    let built = Arc::new(
+        Registry::builder({
+            let registry = registry.clone();
+            let seen = seen.clone();
+            move |downstream, endpoint| {
+                // A maker that asks the registry (e.g. how many endpoints it has).
+                if let Some(registry) = registry.get().and_then(std::sync::Weak::upgrade) {
+                    seen.store(registry.len() as u32 + 1, Ordering::SeqCst);
+                }
+                Ok::<_, BoxError>(Policy::builder(format!("{downstream}/{endpoint}")))
+            }
+        })
+        .build()
+        .unwrap(),
+    );
+    registry.set(Arc::downgrade(&built)).unwrap();
+    let got = within_10_s("a make that calls the registry", {
+        let built = built.clone();
+        move || {
+            built.get("d", "a").unwrap();
+            built.get("d", "b").unwrap().name().to_owned()
+        }
+    });
+    assert_eq!(got, "d/b");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "make saw the registry with a in it"
+    );
+}
+
+#[test]
+fn a_slow_make_does_not_block_other_keys() {
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = Mutex::new(entered_tx);
+    let release_rx = Mutex::new(release_rx);
+    let registry = Arc::new(
+        Registry::builder(move |downstream, endpoint| {
+            if endpoint == "slow" {
+                entered_tx.lock().unwrap().send(()).unwrap();
+                release_rx.lock().unwrap().recv().unwrap();
+            }
+            Ok::<_, BoxError>(Policy::builder(format!("{downstream}/{endpoint}")))
+        })
+        .build()
+        .unwrap(),
+    );
+    registry.get("d", "fast").unwrap();
+    let slow = std::thread::spawn({
+        let registry = registry.clone();
+        move || registry.get("d", "slow").unwrap().name().to_owned()
+    });
+    entered_rx.recv().unwrap(); // the slow make is running
+    let fast = within_10_s("a get of another key during a slow make", {
+        let registry = registry.clone();
+        move || {
+            let known = registry.get("d", "fast").unwrap().name().to_owned();
+            let new = registry.get("d", "new").unwrap().name().to_owned();
+            (known, new, registry.len())
+        }
+    });
+    assert_eq!(fast, ("d/fast".to_owned(), "d/new".to_owned(), 2));
+    release_tx.send(()).unwrap();
+    assert_eq!(slow.join().unwrap(), "d/slow");
+    assert_eq!(registry.len(), 3);
+}
+
+/// Two gets of one new key at once both make a policy (outside the lock); the first
+/// inserted is kept and returned to both, the other dropped.
+#[test]
+fn racing_first_uses_of_a_key_end_with_one_policy() {
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let made = Arc::new(AtomicU32::new(0));
+    let registry = Arc::new(
+        Registry::builder({
+            let barrier = barrier.clone();
+            let made = made.clone();
+            move |downstream, endpoint| {
+                made.fetch_add(1, Ordering::SeqCst);
+                barrier.wait(); // both gets are making the policy now
+                Ok::<_, BoxError>(Policy::builder(format!("{downstream}/{endpoint}")))
+            }
+        })
+        .share_budget_per_downstream(true)
+        .build()
+        .unwrap(),
+    );
+    let handles = within_10_s("two racing first uses", {
+        let registry = registry.clone();
+        move || {
+            let other = std::thread::spawn({
+                let registry = registry.clone();
+                move || registry.get("d", "a").unwrap().handle()
+            });
+            let mine = registry.get("d", "a").unwrap().handle();
+            (mine, other.join().unwrap())
+        }
+    });
+    assert_eq!(made.load(Ordering::SeqCst), 2);
+    assert_eq!(registry.len(), 1);
+    handles.0.circuit_breaker().unwrap().force_open();
+    assert_eq!(
+        handles.1.circuit_breaker().unwrap().state(),
+        State::ForcedOpen
+    );
+    assert!(handles.0.budget().unwrap().try_withdraw());
+    assert_eq!(handles.1.budget().unwrap().snapshot().withdrawals, 1);
+}
+
+/// The review's reproduction: with `max_entries(4)`, four other hosts used to evict a
+/// forced-open host, which came back Closed. A breaker that is not closed (open, half
+/// open, forced open, disabled) is never evicted to make room.
+#[tokio::test(start_paused = true)]
+async fn an_entry_whose_breaker_is_not_closed_is_never_evicted_to_make_room() {
+    use tower::{Layer, ServiceExt};
+
+    let made = Arc::new(AtomicU32::new(0));
+    let registry = Registry::builder({
+        let made = made.clone();
+        move |downstream, endpoint| {
+            made.fetch_add(1, Ordering::SeqCst);
+            Ok::<PolicyBuilder, BoxError>(
+                Policy::builder(format!("{downstream}/{endpoint}"))
+                    .without_retry()
+                    .circuit_breaker(|b| b.consecutive_failures(1)),
+            )
+        }
+    })
+    .max_entries(4)
+    .build()
+    .unwrap();
+    registry
+        .get("hosts", "forced")
+        .unwrap()
+        .handle()
+        .circuit_breaker()
+        .unwrap()
+        .force_open();
+    let failing = tower::service_fn(|_: u32| async { Err::<u32, BoxError>("down".into()) });
+    let tripped = registry.get("hosts", "tripped").unwrap().layer(failing);
+    assert!(tripped.oneshot(1).await.is_err());
+    for host in 0..4 {
+        registry.get("hosts", &format!("other-{host}")).unwrap();
+    }
+    assert_eq!(registry.len(), 4);
+    assert_eq!(
+        state(&registry.get("hosts", "forced").unwrap()),
+        State::ForcedOpen
+    );
+    assert_eq!(
+        state(&registry.get("hosts", "tripped").unwrap()),
+        State::Open
+    );
+    assert_eq!(made.load(Ordering::SeqCst), 6, "neither was made again");
+}
+
+/// When every entry is in use or has a breaker that is not closed, a new key gets
+/// [`RegistryFull`] (nothing is evicted, nothing is made); once one is free, it gets in.
+#[test]
+fn a_registry_full_of_pinned_entries_refuses_a_new_key() {
+    use seawall::policy::RegistryFull;
+
+    let made = Arc::new(AtomicU32::new(0));
+    let registry = counting(&made).max_entries(2).build().unwrap();
+    let held = registry.get("hosts", "held").unwrap();
+    let open = registry.get("hosts", "open").unwrap().handle();
+    open.circuit_breaker().unwrap().force_open();
+    drop(open);
+
+    let err = registry.get("hosts", "new").unwrap_err();
+    let full = err.downcast_ref::<RegistryFull>().expect("a RegistryFull");
+    assert_eq!(full.max_entries(), 2);
+    assert!(err.to_string().contains("2 entries"), "{err}");
+    assert_eq!(
+        made.load(Ordering::SeqCst),
+        2,
+        "the new key's policy was not made"
+    );
+    assert_eq!(keys(&registry), ["hosts/open", "hosts/held"]);
+    // A known key is still served.
+    assert_eq!(registry.get("hosts", "held").unwrap().name(), "hosts/held");
+
+    drop(held);
+    assert_eq!(registry.get("hosts", "new").unwrap().name(), "hosts/new");
+    assert_eq!(
+        keys(&registry),
+        ["hosts/new", "hosts/open"],
+        "held was evicted"
+    );
+}
+
+/// Metric series are bounded whatever the keys: the first `metric_names` names keep the
+/// name `make` gave them; later keys are named after their downstream, for the first
+/// `metric_names` downstreams; the rest share the overflow name.
+#[cfg(feature = "metrics")]
+#[test]
+fn metric_series_stay_bounded_whatever_the_keys() {
+    use metrics_util::debugging::DebuggingRecorder;
+    use std::collections::BTreeSet;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let made = Arc::new(AtomicU32::new(0));
+    let names = metrics::with_local_recorder(&recorder, || {
+        let registry = counting(&made)
+            .max_entries(4)
+            .metric_names(2)
+            .build()
+            .unwrap();
+        assert_eq!(registry.metric_names(), 2);
+        let mut names = Vec::new();
+        for downstream in ["payments", "search", "ledger"] {
+            for host in 0..200 {
+                let policy = registry.get(downstream, &format!("host-{host}")).unwrap();
+                names.push(policy.name().to_owned());
+                // Transitions register their series as they happen.
+                let breaker = policy.handle().circuit_breaker().unwrap().clone();
+                breaker.force_open();
+                breaker.reset();
+            }
+        }
+        names
+    });
+    assert_eq!(
+        names[..3],
+        ["payments/host-0", "payments/host-1", "payments"]
+    );
+    assert_eq!(names[200], "search");
+    assert_eq!(
+        names[400], "seawall_registry_overflow",
+        "no room for a third downstream"
+    );
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let labels: BTreeSet<String> = snapshot
+        .iter()
+        .filter_map(|(key, ..)| {
+            key.key()
+                .labels()
+                .find(|label| label.key() == "policy")
+                .map(|label| label.value().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        labels.into_iter().collect::<Vec<_>>(),
+        [
+            "payments",
+            "payments/host-0",
+            "payments/host-1",
+            "search",
+            "seawall_registry_overflow",
+        ]
+    );
+    // 600 keys used to leave some 8 000 series; now a few per name.
+    assert!(snapshot.len() < 5 * 40, "{} series", snapshot.len());
 }
 
 #[cfg(feature = "serde")]

@@ -511,7 +511,10 @@ async fn a_server_shedding_load_is_retried_after_its_pushback() {
     // The server: seawall's load shedding, one call at a time; the first call waits for
     // the test to let it finish.
     let limit = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
-    let shed = ShedLoadLayer::new(limit).unwrap().retry_after(PUSHBACK);
+    let shed = ShedLoadLayer::new(limit)
+        .unwrap()
+        .retry_after(PUSHBACK)
+        .unwrap();
     let shed_handle = shed.handle();
     let downstream = Downstream::scripted([Reply::Wait, Reply::Ok]);
     let server = TestServer::start_with(downstream.clone(), Some(shed)).await;

@@ -31,7 +31,7 @@ use crate::error::ConfigError;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let limit = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
-/// let shed = ShedLoadLayer::new(limit).unwrap().retry_after(Duration::from_secs(2));
+/// let shed = ShedLoadLayer::new(limit).unwrap().retry_after(Duration::from_secs(2)).unwrap();
 /// let mut svc = shed.layer(tower::service_fn(|_req: http::Request<()>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("done")))
 /// }));
@@ -67,12 +67,42 @@ impl ShedLoadLayer {
         })
     }
 
-    /// What to tell shed clients to wait before retrying (default 1 s; sent in whole
-    /// seconds, rounded up, in `Retry-After`, and in milliseconds in
-    /// `grpc-retry-pushback-ms`).
-    pub fn retry_after(mut self, wait: Duration) -> Self {
+    /// What to tell shed clients to wait before retrying (default 1 s): sent in whole
+    /// seconds, rounded up, in `Retry-After` (so 1.5 s and 1 ms are sent as `2` and
+    /// `1`), and in whole milliseconds, rounded up, in `grpc-retry-pushback-ms`.
+    ///
+    /// The wait must be from 1 ms to `i32::MAX` ms (about 24.8 days), so that both
+    /// headers can say it: zero would have every shed client retry at once, and gRPC
+    /// clients (seawall's included) read a pushback above `i32::MAX` as "never retry".
+    /// A wait outside that range is a [`ConfigError`] (component `shed_load`, field
+    /// `retry_after`).
+    ///
+    /// ```
+    /// use seawall::bulkhead::BulkheadLayer;
+    /// use seawall::http::ShedLoadLayer;
+    /// use std::time::Duration;
+    ///
+    /// let limit = || BulkheadLayer::builder().max_concurrent(8).build().unwrap();
+    /// let shed = ShedLoadLayer::new(limit())?.retry_after(Duration::from_millis(500))?;
+    /// # let _ = shed;
+    /// let err = ShedLoadLayer::new(limit())?.retry_after(Duration::ZERO).unwrap_err();
+    /// assert_eq!((err.component(), err.field()), ("shed_load", "retry_after"));
+    /// # Ok::<(), seawall::error::ConfigError>(())
+    /// ```
+    pub fn retry_after(mut self, wait: Duration) -> Result<Self, ConfigError> {
+        if wait < MIN_RETRY_AFTER || wait > MAX_RETRY_AFTER {
+            return Err(ConfigError::new(
+                "shed_load",
+                "retry_after",
+                format!(
+                    "must be from 1ms to {}ms (i32::MAX ms), so that both Retry-After and \
+                     grpc-retry-pushback-ms can say it (got {wait:?})",
+                    i32::MAX
+                ),
+            ));
+        }
         self.retry_after = wait;
-        self
+        Ok(self)
     }
 
     /// A handle to the limit.
@@ -102,6 +132,13 @@ impl<S> Layer<S> for ShedLoadLayer {
     }
 }
 
+/// The shortest wait a shed response may ask for: zero would send every shed client
+/// back at once.
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(1);
+/// The longest: `grpc-retry-pushback-ms` is a signed 32-bit count of milliseconds, and a
+/// value that does not fit means "do not retry" to gRPC clients.
+const MAX_RETRY_AFTER: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// Precomputed header values of a shed response.
 #[derive(Debug, Clone)]
 struct ShedHeaders {
@@ -110,11 +147,15 @@ struct ShedHeaders {
 }
 
 impl ShedHeaders {
+    /// The headers for `wait`, which `retry_after` checked: both round up, so that no
+    /// client is told to come back sooner than `wait`.
     fn new(wait: Duration) -> Self {
         let secs = wait
             .as_secs()
             .saturating_add(u64::from(wait.subsec_nanos() > 0));
-        let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let millis = u64::try_from(wait.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(u64::from(wait.subsec_nanos() % 1_000_000 > 0));
         Self {
             retry_after: HeaderValue::from(secs),
             pushback_ms: HeaderValue::from(millis),

@@ -214,6 +214,28 @@ impl<C, R, H, B> PolicyBuilder<C, R, H, B> {
         }
     }
 
+    /// Rename the policy (the name given to [`Policy::builder`]): each stage's name, the
+    /// `policy` label of its metrics and tracing events, and [`PolicyHandle::name`].
+    /// An empty name is a [`ConfigError`] at build. (A [`Registry`](super::Registry)
+    /// uses it to keep the number of metric series bounded.)
+    ///
+    /// ```
+    /// use seawall::policy::Policy;
+    ///
+    /// let policy = Policy::builder("payments/10.0.0.7:443").name("payments").build()?;
+    /// assert_eq!(policy.name(), "payments");
+    /// # Ok::<(), seawall::error::ConfigError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The name the policy will have.
+    pub(crate) fn name_ref(&self) -> &str {
+        &self.name
+    }
+
     /// Bound each call, every attempt, backoff and hedge of it, by `timeout` (default
     /// 15 s); see [`DeadlineLayer`]. A zero timeout is a [`ConfigError`] at build.
     ///

@@ -236,8 +236,54 @@ pub struct PolicyConfig {
 struct RawConfig {
     #[serde(default)]
     defaults: StageSettings,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_policies")]
     policies: BTreeMap<String, StageSettings>,
+}
+
+/// The `policies` table, refusing a name given twice. TOML's parser refuses duplicate
+/// keys itself; YAML's keeps the last, so a policy written twice would lose its first
+/// settings silently.
+fn unique_policies<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, StageSettings>, D::Error> {
+    struct Policies;
+
+    impl<'de> Visitor<'de> for Policies {
+        type Value = BTreeMap<String, StageSettings>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of policies by name")
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut policies = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if policies.contains_key(&name) {
+                    // Fail as the value is read, so that the error's path names the key.
+                    return map.next_value_seed(Duplicate(name));
+                }
+                let settings = map.next_value()?;
+                policies.insert(name, settings);
+            }
+            Ok(policies)
+        }
+    }
+
+    /// Refuses the value of a key already given.
+    struct Duplicate(String);
+
+    impl<'de> de::DeserializeSeed<'de> for Duplicate {
+        type Value = BTreeMap<String, StageSettings>;
+
+        fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<Self::Value, D::Error> {
+            Err(de::Error::custom(format_args!(
+                "duplicate key `{}`: the policy is already defined above",
+                self.0
+            )))
+        }
+    }
+
+    deserializer.deserialize_map(Policies)
 }
 
 impl PolicyConfig {
@@ -1614,6 +1660,7 @@ struct Inner {
 enum Cause {
     Io(std::io::Error),
     Build(ConfigError),
+    Full(super::RegistryFull),
 }
 
 impl ConfigFileError {
@@ -1737,6 +1784,21 @@ impl From<ConfigError> for ConfigFileError {
     }
 }
 
+impl From<super::RegistryFull> for ConfigFileError {
+    /// The error of a [`Registry::from_config`](super::Registry::from_config)'s `get`
+    /// when the registry is full: no path, the [`RegistryFull`](super::RegistryFull) as
+    /// its source.
+    fn from(err: super::RegistryFull) -> Self {
+        Self(Box::new(Inner {
+            file: None,
+            path: String::new(),
+            reason: err.to_string(),
+            location: None,
+            source: Some(Cause::Full(err)),
+        }))
+    }
+}
+
 impl fmt::Display for ConfigFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(file) = &self.0.file {
@@ -1758,6 +1820,7 @@ impl Error for ConfigFileError {
         match &self.0.source {
             Some(Cause::Io(err)) => Some(err),
             Some(Cause::Build(err)) => Some(err),
+            Some(Cause::Full(err)) => Some(err),
             None => None,
         }
     }

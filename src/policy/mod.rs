@@ -173,6 +173,7 @@ mod registry;
 mod stack;
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -183,7 +184,7 @@ pub use self::builder::PolicyBuilder;
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use self::config::{ConfigFileError, PolicyConfig};
 pub use self::handle::PolicyHandle;
-pub use self::registry::{Registry, RegistryBuilder};
+pub use self::registry::{Registry, RegistryBuilder, RegistryFull};
 
 use self::future::ResponseFuture;
 use self::stack::{
@@ -335,7 +336,10 @@ impl<S, C: Clone, R, H, B> Layer<S> for Policy<C, R, H, B> {
             Some(layer) => MaybeDeadline::On(layer.layer(svc)),
             None => MaybeDeadline::Off(svc),
         };
-        PolicyService { inner: svc }
+        PolicyService {
+            inner: svc,
+            name: self.handle.name.clone(),
+        }
     }
 }
 
@@ -377,6 +381,10 @@ pub struct PolicyService<
     B = ExponentialBackoff,
 > {
     inner: Stack<S, C, R, H, B>,
+    /// The policy's name, shared with the policy and its handles: a [`Registry`] counts
+    /// its references to tell an entry in use (a service lives) from one that only the
+    /// registry holds. Never read per call.
+    name: Arc<str>,
 }
 
 impl<S, C, R, H, B> PolicyService<S, C, R, H, B> {
@@ -428,6 +436,7 @@ where
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            name: self.name.clone(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod deadline;
 mod hedge;
 mod policy;
 mod bulkhead;
+mod registry;
 
 // ===== live heap bytes =====
 
