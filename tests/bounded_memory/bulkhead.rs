@@ -16,12 +16,12 @@ use crate::{assert_heap_within, live_bytes, serial};
 const POOLED_LANES: i64 = 4096 * (384 + 8);
 const BOUND: i64 = POOLED_LANES + 256 * 1024;
 
-const SPIKE: usize = 1_000_000;
+const SPIKE: usize = scaled!(1_000_000);
 
 /// A breaker is about 4.2 KB today (most of it an eager broadcast channel, being made
 /// lazy separately): a spike of 100 000 breakers, 25 times the pool's bound, shows the
 /// same thing as a million without taking 4 GiB of a shared test machine.
-const BREAKER_SPIKE: usize = 100_000;
+const BREAKER_SPIKE: usize = scaled!(100_000);
 
 #[test]
 fn a_million_bulkheads_alive_at_once_give_their_memory_back() {

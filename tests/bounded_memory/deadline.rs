@@ -58,7 +58,7 @@ fn a_million_abandoned_readiness_waits_leave_the_heap_bounded() {
 }
 
 async fn abandon_a_million_waits() {
-    const CALLERS: u32 = 1_000_000;
+    const CALLERS: u32 = scaled!(1_000_000);
     const DEADLINE: Duration = Duration::from_millis(100);
     let gate = Gate::default();
     let mut shared = DeadlineLayer::new(DEADLINE).unwrap().layer(gate.clone());

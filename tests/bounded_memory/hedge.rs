@@ -77,7 +77,7 @@ impl Service<u64> for Slow {
 #[tokio::test(start_paused = true)]
 async fn a_million_hedged_calls_given_up_at_random_points_leave_the_heap_bounded() {
     let _serial = serial();
-    const CALLS: u64 = 1_000_000;
+    const CALLS: u64 = scaled!(1_000_000);
     const BATCH: u64 = 10_000;
     // Each request funds one hedge: the budget never runs dry, so calls hedge as often as
     // their latency says.

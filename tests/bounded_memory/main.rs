@@ -5,6 +5,20 @@
 //! process, so two tests measuring at once would see each other's allocations.
 #![cfg(feature = "policy")]
 
+/// `full` in an optimised build, a tenth of it in a debug one. The tests below drive a
+/// million callers or objects, which takes minutes unoptimised; CI runs this binary once
+/// with `--release` at full size. At a tenth, a leak of one byte per caller is still more
+/// than every bound here.
+macro_rules! scaled {
+    ($full:expr) => {
+        if cfg!(debug_assertions) {
+            $full / 10
+        } else {
+            $full
+        }
+    };
+}
+
 // `support` allows its own dead code.
 #[path = "../support/mod.rs"]
 mod support;

@@ -89,7 +89,7 @@ async fn bytes_per_policy_default_and_hedging() {
 async fn a_million_policies_built_and_dropped_in_waves_leave_nothing() {
     let _serial = serial();
     const WAVE: usize = 10_000;
-    const WAVES: usize = 100;
+    const WAVES: usize = scaled!(100);
     let wave = || {
         let mut policies = Vec::with_capacity(WAVE);
         for i in 0..WAVE {

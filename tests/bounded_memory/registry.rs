@@ -10,7 +10,7 @@ use seawall::BoxError;
 use crate::{assert_heap_within, live_bytes, serial};
 
 const WAVES: u64 = 10;
-const KEYS_PER_WAVE: u64 = 100_000;
+const KEYS_PER_WAVE: u64 = scaled!(100_000);
 /// Room for some drift (a hash map's growth rounding, the test's own `String`s): far
 /// less than what one wave would leave if entries, names or budgets leaked.
 const SLACK: i64 = 64 * 1024;
