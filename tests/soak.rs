@@ -716,6 +716,7 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
         .weight(3)
         .latency(ms(1))
         .hang()
+        .enabled(true)
         .build()
         .unwrap();
     let budget = RetryBudget::builder()
