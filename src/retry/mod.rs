@@ -68,7 +68,7 @@ use tower::{Layer, Service};
 use self::backoff::ExponentialBackoff;
 use self::budget::{RetryBudget, SlotCache};
 use self::future::ResponseFuture;
-use self::replay::{CloneRequest, Replay};
+use self::replay::{CloneRequest, DefaultReplay, Replay};
 use crate::classify::ErrorsAsFailures;
 use crate::error::ConfigError;
 
@@ -221,14 +221,49 @@ impl<C, B, R> Builder<C, B, R> {
     }
 
     /// What may be retried (default [`ErrorsAsFailures`]: every error but a local
-    /// rejection).
-    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, B, R> {
+    /// rejection), and with it the replay that goes with it
+    /// ([`DefaultReplay`](replay::DefaultReplay)): for `seawall::http::StatusClassifier`,
+    /// `seawall::http::IdempotentReplay`, so that a POST is sent once. Any replay set
+    /// before is replaced: call [`replay`](Self::replay) after this to choose another.
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")] {
+    /// use seawall::http::StatusClassifier;
+    /// use seawall::retry::RetryLayer;
+    ///
+    /// // Retries GET, PUT, DELETE, ... and requests with an `Idempotency-Key`; a POST is
+    /// // sent once.
+    /// let layer: RetryLayer<_, _, seawall::http::IdempotentReplay> =
+    ///     RetryLayer::builder().classifier(StatusClassifier::new()).build()?;
+    /// # let _ = layer;
+    /// # }
+    /// # Ok::<(), seawall::error::ConfigError>(())
+    /// ```
+    pub fn classifier<C2: DefaultReplay>(self, classifier: C2) -> Builder<C2, B, C2::Replay> {
+        Builder {
+            name: self.name,
+            max_attempts: self.max_attempts,
+            replay: classifier.default_replay(),
+            classifier,
+            backoff: self.backoff,
+            budget: self.budget,
+            max_pushback: self.max_pushback,
+        }
+    }
+
+    /// The classifier and the replay together, whatever the classifier: for a policy,
+    /// which sets both.
+    pub(crate) fn classify_and_replay<C2, R2>(
+        self,
+        classifier: C2,
+        replay: R2,
+    ) -> Builder<C2, B, R2> {
         Builder {
             name: self.name,
             max_attempts: self.max_attempts,
             classifier,
             backoff: self.backoff,
-            replay: self.replay,
+            replay,
             budget: self.budget,
             max_pushback: self.max_pushback,
         }
@@ -247,7 +282,9 @@ impl<C, B, R> Builder<C, B, R> {
         }
     }
 
-    /// How a request is copied for a retry (default [`CloneRequest`]).
+    /// How a request is copied for a retry (default: the
+    /// [classifier's](replay::DefaultReplay), [`CloneRequest`] for the default
+    /// classifier). Set it after [`classifier`](Self::classifier), which replaces it.
     pub fn replay<R2>(self, replay: R2) -> Builder<C, B, R2> {
         Builder {
             name: self.name,
@@ -357,7 +394,6 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        self.policy.metrics.first();
         if let Some(budget) = &self.policy.budget {
             budget.deposit_cached(&mut self.slot);
         }
