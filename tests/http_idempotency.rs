@@ -35,18 +35,17 @@ fn unavailable(
     })
 }
 
-/// Sends `request` through a retry layer with the HTTP classifier and its default
-/// replay (or `replay`, set after it) to a downstream that always answers 503; returns
-/// how many calls it got.
+/// Sends `request` through a retry layer with the HTTP classifier and `replay` (default
+/// `IdempotentReplay::new()`) to a downstream that always answers 503; returns how many
+/// calls it got.
 async fn attempts(request: http::Request<String>, replay: Option<IdempotentReplay>) -> u32 {
     let calls = Arc::new(AtomicU32::new(0));
-    let builder = RetryLayer::builder()
+    let layer = RetryLayer::builder()
         .backoff(ConstantBackoff::new(Duration::from_millis(1)))
-        .classifier(StatusClassifier::new());
-    let layer = match replay {
-        Some(replay) => builder.replay(replay).build().unwrap(),
-        None => builder.build().unwrap(),
-    };
+        .classifier(StatusClassifier::new())
+        .replay(replay.unwrap_or_default())
+        .build()
+        .unwrap();
     let _ = layer.layer(unavailable(&calls)).oneshot(request).await;
     calls.load(Ordering::SeqCst)
 }

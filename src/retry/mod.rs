@@ -68,7 +68,7 @@ use tower::{Layer, Service};
 use self::backoff::ExponentialBackoff;
 use self::budget::{RetryBudget, SlotCache};
 use self::future::ResponseFuture;
-use self::replay::{CloneRequest, DefaultReplay, Replay};
+use self::replay::{CloneRequest, Replay};
 use crate::classify::ErrorsAsFailures;
 use crate::error::ConfigError;
 
@@ -221,30 +221,16 @@ impl<C, B, R> Builder<C, B, R> {
     }
 
     /// What may be retried (default [`ErrorsAsFailures`]: every error but a local
-    /// rejection), and with it the replay that goes with it
-    /// ([`DefaultReplay`](replay::DefaultReplay)): for `seawall::http::StatusClassifier`,
-    /// `seawall::http::IdempotentReplay`, so that a POST is sent once. Any replay set
-    /// before is replaced: call [`replay`](Self::replay) after this to choose another.
-    ///
-    /// ```
-    /// # #[cfg(feature = "http")] {
-    /// use seawall::http::StatusClassifier;
-    /// use seawall::retry::RetryLayer;
-    ///
-    /// // Retries GET, PUT, DELETE, ... and requests with an `Idempotency-Key`; a POST is
-    /// // sent once.
-    /// let layer: RetryLayer<_, _, seawall::http::IdempotentReplay> =
-    ///     RetryLayer::builder().classifier(StatusClassifier::new()).build()?;
-    /// # let _ = layer;
-    /// # }
-    /// # Ok::<(), seawall::error::ConfigError>(())
-    /// ```
-    pub fn classifier<C2: DefaultReplay>(self, classifier: C2) -> Builder<C2, B, C2::Replay> {
+    /// rejection). It does not change the [replay](Self::replay): for HTTP requests, set
+    /// `seawall::http::IdempotentReplay` too, so that a POST is sent once. (A
+    /// [`Policy`](crate::policy::Policy) sets the classifier's own replay,
+    /// [`DefaultReplay`](replay::DefaultReplay), with it.)
+    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, B, R> {
         Builder {
             name: self.name,
             max_attempts: self.max_attempts,
-            replay: classifier.default_replay(),
             classifier,
+            replay: self.replay,
             backoff: self.backoff,
             budget: self.budget,
             max_pushback: self.max_pushback,
@@ -282,9 +268,7 @@ impl<C, B, R> Builder<C, B, R> {
         }
     }
 
-    /// How a request is copied for a retry (default: the
-    /// [classifier's](replay::DefaultReplay), [`CloneRequest`] for the default
-    /// classifier). Set it after [`classifier`](Self::classifier), which replaces it.
+    /// How a request is copied for a retry (default [`CloneRequest`]).
     pub fn replay<R2>(self, replay: R2) -> Builder<C, B, R2> {
         Builder {
             name: self.name,

@@ -60,9 +60,9 @@ pub trait Replay<Req> {
 /// adapter) with `seawall::http::IdempotentReplay`, so that a POST is sent once;
 /// `seawall::reqwest::ReqwestClassifier` with `seawall::reqwest::ReqwestReplay`;
 /// `seawall::grpc::GrpcClassifier` with `seawall::grpc::GrpcReplay`, which follows gRPC's
-/// retry rules. [`RetryLayer::builder`](crate::retry::RetryLayer::builder)`().classifier(c)`
-/// and [`Policy::builder`](crate::policy::Policy::builder)`(name).classifier(c)` take the
-/// classifier's replay; call `replay` after `classifier` to choose another.
+/// retry rules. [`Policy::builder`](crate::policy::Policy::builder)`(name).classifier(c)`
+/// takes the classifier's replay; call `replay` after `classifier` to choose another. (A
+/// bare [`RetryLayer`](crate::retry::RetryLayer) keeps the replay it is given.)
 ///
 /// A classifier of your own implements it in one line (`CloneRequest` if any `Clone`
 /// request may be sent twice):
@@ -89,8 +89,8 @@ pub trait Replay<Req> {
 ///     }
 /// }
 ///
-/// let layer = seawall::retry::RetryLayer::builder().classifier(EvenIsOk).build()?;
-/// # let _ = layer;
+/// let policy = seawall::policy::Policy::builder("even").classifier(EvenIsOk).build()?;
+/// # let _ = policy;
 /// # Ok::<(), seawall::error::ConfigError>(())
 /// ```
 ///
