@@ -644,21 +644,20 @@ struct Downstreams {
 }
 
 async fn start_downstreams(seed: u64, meter: &Arc<Meter>) -> Result<Downstreams, BoxError> {
-    // Payments' faults, off until the script switches them on. Every request gets the
-    // fault while one is on (rate 1.0): payments is down, not flaky.
+    // Payments' faults, off until the script switches them on (a fault layer is built
+    // off). Every request gets the fault while one is on (rate 1.0): payments is down,
+    // not flaky.
     let hang = HttpFaultLayer::builder()
         .name("payments")
         .rate(1.0)
         .seed(seed)
         .hang()
-        .enabled(false)
         .build()?;
     let fail = HttpFaultLayer::builder()
         .name("payments")
         .rate(1.0)
         .seed(seed)
         .status(503)
-        .enabled(false)
         .build()?;
     let (hang_switch, fail_switch) = (hang.handle(), fail.handle());
     let time = |min, max, n: u64| ServiceTime::new(min, max, splitmix64(seed ^ n));

@@ -18,7 +18,7 @@
 //! | `seawall_bulkhead_limit` | gauge | | the bulkhead's current limit |
 //! | `seawall_bulkhead_rejections_total` | counter | | calls rejected with `BulkheadFull` |
 //! | `seawall_bulkhead_wait_seconds` | histogram | | how long callers waited for a permit (granted or not) |
-//! | `seawall_retry_attempts_total` | counter | `kind` = `first` / `retry` | attempts sent by a retry layer |
+//! | `seawall_retry_attempts_total` | counter | `kind` = `first` / `retry` | attempts a retry layer sent that went out: counted when the attempt's result comes back and is not a local rejection, or when the attempt is cancelled after it was out (it had answered `Pending`). Not counted: an attempt that a stage below rejected (an open breaker, a full bulkhead, a throttle, a spent deadline: in those stages' rejection counters), a retry that was decided but never sent (in `seawall_retry_delay_seconds` only), and an attempt cancelled before it was first polled. (A waiting bulkhead's caller that gives up while queued is the one attempt counted that never went out.) |
 //! | `seawall_retry_budget_denials_total` | counter | | retries the budget refused (the caller got the failure) |
 //! | `seawall_retry_delay_seconds` | histogram | | the wait before each retry (backoff or pushback) |
 //! | `seawall_retry_attempts_total` | counter | `kind` = `hedge` | hedges sent by a hedge layer (the same counter as the retry layer's attempts) |

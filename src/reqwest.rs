@@ -94,7 +94,7 @@ use crate::policy::{Policy, PolicyBuilder, PolicyService};
 #[cfg(feature = "policy")]
 use crate::retry::backoff::ExponentialBackoff;
 #[cfg(feature = "retry")]
-use crate::retry::replay::Replay;
+use crate::retry::replay::{DefaultReplay, Replay};
 
 /// Classifies the results of a [`reqwest::Client`]: responses by status, errors by
 /// kind; for the breaker (health) and the retry and hedge stages (retryable, pushback).
@@ -484,6 +484,17 @@ impl ReqwestReplay {
     }
 }
 
+/// reqwest's classifier goes with its replay: a POST or PATCH without an
+/// `Idempotency-Key` is sent once.
+#[cfg(feature = "retry")]
+impl DefaultReplay for ReqwestClassifier {
+    type Replay = ReqwestReplay;
+
+    fn default_replay(&self) -> ReqwestReplay {
+        ReqwestReplay::new()
+    }
+}
+
 #[cfg(feature = "retry")]
 impl Replay<reqwest::Request> for ReqwestReplay {
     fn replay(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
@@ -546,11 +557,10 @@ pub type PolicyClient<H = OnResponse, B = ExponentialBackoff> =
 ///
 /// ```
 /// use seawall::policy::Policy;
-/// use seawall::reqwest::{ReqwestClassifier, ReqwestReplay};
+/// use seawall::reqwest::ReqwestClassifier;
 ///
 /// let policy = Policy::builder("payments")
-///     .classifier(ReqwestClassifier::new())
-///     .replay(ReqwestReplay::new())
+///     .classifier(ReqwestClassifier::new()) // and with it, its replay: ReqwestReplay
 ///     .build()?;
 /// # let _ = policy;
 /// # Ok::<(), seawall::error::ConfigError>(())
@@ -558,9 +568,7 @@ pub type PolicyClient<H = OnResponse, B = ExponentialBackoff> =
 #[cfg(feature = "policy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
 pub fn policy(name: impl Into<String>) -> PolicyBuilder<ReqwestClassifier, ReqwestReplay> {
-    Policy::builder(name)
-        .classifier(ReqwestClassifier::new())
-        .replay(ReqwestReplay::new())
+    Policy::builder(name).classifier(ReqwestClassifier::new())
 }
 
 #[cfg(feature = "policy")]

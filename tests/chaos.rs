@@ -29,6 +29,7 @@ fn counting(
 
 fn layer(rate: f64, seed: u64) -> FaultLayer {
     FaultLayer::builder()
+        .enabled(true)
         .rate(rate)
         .seed(seed)
         .error_value(InjectedFault::new())
@@ -44,6 +45,40 @@ async fn decisions(layer: &FaultLayer, n: u32) -> Vec<bool> {
         out.push(svc.clone().oneshot(x).await.is_err());
     }
     out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_layer_does_nothing_until_it_is_switched_on() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Every call would get a fault, once injection is on.
+    let layer = FaultLayer::builder()
+        .rate(1.0)
+        .seed(1)
+        .error_value(InjectedFault::new())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    assert!(!handle.is_enabled(), "a fault layer is built switched off");
+    let svc = layer.layer(counting(&calls));
+    for x in 0..100 {
+        assert_eq!(svc.clone().oneshot(x).await.unwrap(), x);
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 100);
+    let snap = handle.snapshot();
+    assert_eq!((snap.enabled, snap.calls, snap.injected()), (false, 0, 0));
+
+    handle.enable();
+    assert!(svc.clone().oneshot(7).await.is_err());
+    assert_eq!(calls.load(Ordering::Relaxed), 100);
+
+    // Built switched on, when asked to.
+    let on = FaultLayer::builder()
+        .rate(1.0)
+        .error_value(InjectedFault::new())
+        .enabled(true)
+        .build()
+        .unwrap();
+    assert!(on.handle().is_enabled());
 }
 
 #[tokio::test(start_paused = true)]
@@ -123,6 +158,7 @@ async fn concurrent_callers_draw_the_same_sequence() {
 #[tokio::test(start_paused = true)]
 async fn weights_split_the_faults() {
     let layer = FaultLayer::builder()
+        .enabled(true)
         .rate(1.0)
         .seed(5)
         .error_value(InjectedFault::new())
@@ -149,6 +185,7 @@ async fn weights_split_the_faults() {
 #[tokio::test(start_paused = true)]
 async fn latency_delays_the_call_by_exactly_the_latency() {
     let layer = FaultLayer::builder()
+        .enabled(true)
         .rate(1.0)
         .latency(Duration::from_millis(250))
         .build()
@@ -174,6 +211,7 @@ async fn latency_delays_the_call_by_exactly_the_latency() {
 #[tokio::test(start_paused = true)]
 async fn latency_passes_inner_errors_through() {
     let layer = FaultLayer::builder()
+        .enabled(true)
         .rate(1.0)
         .latency(Duration::from_secs(1))
         .build()
@@ -210,7 +248,12 @@ impl Service<u32> for NeverReady {
 
 #[tokio::test(start_paused = true)]
 async fn hang_never_answers_until_dropped_and_never_calls_inner() {
-    let layer = FaultLayer::builder().rate(1.0).hang().build().unwrap();
+    let layer = FaultLayer::builder()
+        .enabled(true)
+        .rate(1.0)
+        .hang()
+        .build()
+        .unwrap();
     let inner = NeverReady::default();
     let svc = layer.layer(inner.clone());
 
@@ -238,6 +281,7 @@ async fn hang_never_answers_until_dropped_and_never_calls_inner() {
 #[tokio::test(start_paused = true)]
 async fn error_fault_returns_the_error_without_the_inner_service() {
     let layer = FaultLayer::builder()
+        .enabled(true)
         .rate(1.0)
         .error(|| io::Error::new(io::ErrorKind::ConnectionReset, "injected reset"))
         .build()
@@ -264,6 +308,7 @@ async fn error_fault_returns_the_error_without_the_inner_service() {
     impl std::error::Error for Unavailable {}
 
     let layer = FaultLayer::builder()
+        .enabled(true)
         .rate(1.0)
         .error_value(Unavailable(503))
         .build()
@@ -291,7 +336,6 @@ async fn handle_switches_and_sets_the_rate_at_run_time() {
         .name("inventory")
         .rate(1.0)
         .error_value(InjectedFault::new())
-        .enabled(false)
         .build()
         .unwrap();
     let handle: Handle = layer.handle();
@@ -361,23 +405,30 @@ fn config_err(result: Result<impl std::fmt::Debug, ConfigError>) -> (&'static st
 
 #[test]
 fn every_config_error() {
-    let ok = || FaultLayer::builder().rate(0.5).hang();
+    let ok = || FaultLayer::builder().enabled(true).rate(0.5).hang();
     assert!(ok().build().is_ok());
     assert_eq!(
-        config_err(FaultLayer::builder().hang().build()),
+        config_err(FaultLayer::builder().enabled(true).hang().build()),
         ("chaos", "rate")
     );
     for bad in [-0.0001, 1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         assert_eq!(config_err(ok().rate(bad).build()), ("chaos", "rate"));
     }
     assert_eq!(
-        config_err(FaultLayer::builder().rate(0.5).build()),
+        config_err(FaultLayer::builder().enabled(true).rate(0.5).build()),
         ("chaos", "faults")
     );
     assert_eq!(config_err(ok().name("").build()), ("chaos", "name"));
     assert_eq!(config_err(ok().weight(0).build()), ("chaos", "weight"));
     assert_eq!(
-        config_err(FaultLayer::builder().rate(0.5).weight(2).hang().build()),
+        config_err(
+            FaultLayer::builder()
+                .enabled(true)
+                .rate(0.5)
+                .weight(2)
+                .hang()
+                .build()
+        ),
         ("chaos", "weight")
     );
     assert_eq!(
@@ -461,8 +512,35 @@ mod http_server {
     }
 
     #[tokio::test]
+    async fn an_http_fault_layer_does_nothing_until_it_is_switched_on() {
+        let chaos = HttpFaultLayer::builder()
+            .rate(1.0)
+            .status(503)
+            .build()
+            .unwrap();
+        let handle = chaos.handle();
+        assert!(
+            !handle.is_enabled(),
+            "an HTTP fault layer is built switched off"
+        );
+        let server = serve(chaos).await;
+        let client = client();
+        for _ in 0..3 {
+            let response = get_root(&client, &server).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let snap = handle.snapshot();
+        assert_eq!((snap.calls, snap.statuses), (0, 0));
+
+        handle.enable();
+        let response = get_root(&client, &server).await.unwrap();
+        assert_eq!(response.status(), 503);
+    }
+
+    #[tokio::test]
     async fn status_fault_is_seen_by_a_client() {
         let chaos = HttpFaultLayer::builder()
+            .enabled(true)
             .name("api")
             .rate(1.0)
             .status(503)
@@ -491,7 +569,12 @@ mod http_server {
 
     #[tokio::test]
     async fn aborted_connection_is_a_client_error_not_a_response() {
-        let chaos = HttpFaultLayer::builder().rate(1.0).abort().build().unwrap();
+        let chaos = HttpFaultLayer::builder()
+            .enabled(true)
+            .rate(1.0)
+            .abort()
+            .build()
+            .unwrap();
         let handle = chaos.handle();
         let server = serve(chaos).await;
         let client = client();
@@ -517,7 +600,12 @@ mod http_server {
 
     #[tokio::test]
     async fn hang_fault_leaves_the_client_waiting() {
-        let chaos = HttpFaultLayer::builder().rate(1.0).hang().build().unwrap();
+        let chaos = HttpFaultLayer::builder()
+            .enabled(true)
+            .rate(1.0)
+            .hang()
+            .build()
+            .unwrap();
         let handle = chaos.handle();
         let server = serve(chaos).await;
         let client = client();
@@ -530,6 +618,7 @@ mod http_server {
     #[tokio::test(start_paused = true)]
     async fn latency_fault_delays_the_handler() {
         let chaos = HttpFaultLayer::builder()
+            .enabled(true)
             .rate(1.0)
             .latency(Duration::from_secs(2))
             .build()
@@ -548,6 +637,7 @@ mod http_server {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let chaos = HttpFaultLayer::builder()
+            .enabled(true)
             .rate(1.0)
             .seed(11)
             .status(500)
@@ -582,7 +672,7 @@ mod http_server {
 
     #[test]
     fn every_http_config_error() {
-        let ok = || HttpFaultLayer::builder().rate(0.5).abort();
+        let ok = || HttpFaultLayer::builder().enabled(true).rate(0.5).abort();
         assert!(ok().build().is_ok());
         for bad in [0, 42, 100, 101, 1_000] {
             assert_eq!(config_err(ok().status(bad).build()), ("chaos", "status"));
@@ -596,6 +686,7 @@ mod http_server {
         assert_eq!(
             config_err(
                 HttpFaultLayer::builder()
+                    .enabled(true)
                     .rate(0.5)
                     .retry_after(wait)
                     .status(503)
@@ -604,12 +695,12 @@ mod http_server {
             ("chaos", "retry_after")
         );
         assert_eq!(
-            config_err(HttpFaultLayer::builder().abort().build()),
+            config_err(HttpFaultLayer::builder().enabled(true).abort().build()),
             ("chaos", "rate")
         );
         assert_eq!(config_err(ok().rate(f64::NAN).build()), ("chaos", "rate"));
         assert_eq!(
-            config_err(HttpFaultLayer::builder().rate(0.5).build()),
+            config_err(HttpFaultLayer::builder().enabled(true).rate(0.5).build()),
             ("chaos", "faults")
         );
         assert_eq!(config_err(ok().weight(0).build()), ("chaos", "weight"));

@@ -404,6 +404,113 @@ mod retry_metrics {
     }
 }
 
+#[cfg(all(feature = "metrics", feature = "policy"))]
+mod sent_attempts {
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use seawall::policy::Policy;
+    use seawall::retry::backoff::ConstantBackoff;
+    use seawall::BoxError;
+    use tower::{Layer, ServiceExt};
+
+    use crate::paused_runtime;
+
+    fn counter(snapshotter: &Snapshotter, policy: &str, name: &str, kind: Option<&str>) -> u64 {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(key, _, _, value)| {
+                let key = key.key();
+                let has = |label: &str, value: &str| {
+                    key.labels().any(|l| l.key() == label && l.value() == value)
+                };
+                let wanted = key.name() == name
+                    && has("policy", policy)
+                    && kind.is_none_or(|kind| has("kind", kind));
+                match value {
+                    DebugValue::Counter(n) if wanted => Some(n),
+                    _ => None,
+                }
+            })
+            .unwrap_or_else(|| panic!("no {name} {kind:?} for {policy}"))
+    }
+
+    /// `seawall_retry_attempts_total` counts what went out: an attempt rejected by the
+    /// breaker or the bulkhead below the retry stage is not an attempt (it is in their
+    /// rejection counters).
+    #[test]
+    fn attempts_rejected_by_the_breaker_or_the_bulkhead_below_are_not_counted() {
+        let _one_at_a_time = crate::one_at_a_time();
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            paused_runtime().block_on(async {
+                // A downstream that is down; the breaker opens at its first failure.
+                let down = tower::service_fn(|_: u32| async {
+                    Err::<u32, BoxError>("503 service unavailable".into())
+                });
+                let policy = Policy::builder("tripped")
+                    .circuit_breaker(|breaker| breaker.consecutive_failures(1))
+                    .retry(|retry| retry.backoff(ConstantBackoff::new(Duration::from_millis(10))))
+                    .build()
+                    .unwrap();
+                let svc = policy.layer(down);
+                // Sent once, then its retry is rejected by the open breaker.
+                assert!(svc.clone().oneshot(0).await.is_err());
+                // Ten calls the open breaker rejects: nothing goes out.
+                for n in 1..=10 {
+                    let err = svc.clone().oneshot(n).await.unwrap_err();
+                    assert!(seawall::error::is_rejection(&*err), "{err}");
+                }
+
+                // A downstream that never answers, behind a bulkhead of one.
+                let hang =
+                    tower::service_fn(|_: u32| std::future::pending::<Result<u32, BoxError>>());
+                let policy = Policy::builder("full")
+                    .without_circuit_breaker()
+                    .bulkhead(|bulkhead| bulkhead.max_concurrent(1))
+                    .build()
+                    .unwrap();
+                let svc = policy.layer(hang);
+                let mut out = Box::pin(svc.clone().oneshot(0));
+                assert!((&mut out).now_or_never().is_none(), "the first call is out");
+                for n in 1..=5 {
+                    let err = svc.clone().oneshot(n).await.unwrap_err();
+                    assert!(seawall::error::is_rejection(&*err), "{err}");
+                }
+                // The caller gives up on the call that was out: it was sent all the same.
+                drop(out);
+            });
+        });
+        let count = |policy, name, kind| counter(&snapshotter, policy, name, kind);
+        let attempts = "seawall_retry_attempts_total";
+        assert_eq!(
+            count("tripped", attempts, Some("first")),
+            1,
+            "one call went out"
+        );
+        assert_eq!(
+            count("tripped", attempts, Some("retry")),
+            0,
+            "its retry did not"
+        );
+        assert_eq!(
+            count("tripped", "seawall_circuit_breaker_rejections_total", None),
+            11
+        );
+        assert_eq!(
+            count("full", attempts, Some("first")),
+            1,
+            "one call went out"
+        );
+        assert_eq!(count("full", attempts, Some("retry")), 0);
+        assert_eq!(count("full", "seawall_bulkhead_rejections_total", None), 5);
+    }
+}
+
 #[cfg(feature = "tracing")]
 mod tracing_events {
     use std::time::Duration;

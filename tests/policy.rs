@@ -919,8 +919,13 @@ mod http_and_grpc {
     async fn a_grpc_policy_retries_trailers_only_unavailable_and_judges_streamed_status_at_body_end(
     ) {
         let calls = Arc::new(AtomicU32::new(0));
+        // `Get` declared idempotent (its requests' bodies are `Clone` here).
         let policy = Policy::builder("inventory")
             .classifier(GrpcClassifier::new())
+            .replay(
+                seawall::grpc::GrpcReplay::with(seawall::retry::replay::CloneRequest)
+                    .idempotent_methods(["/inventory.Stock/Get"]),
+            )
             .circuit_breaker(|breaker| breaker.minimum_calls(100))
             .build()
             .unwrap();
@@ -954,6 +959,9 @@ mod http_and_grpc {
         // The breaker off: the same response type, a body with no recorder.
         let policy = Policy::builder("inventory")
             .classifier(GrpcClassifier::new())
+            .replay(seawall::grpc::GrpcReplay::with(
+                seawall::retry::replay::CloneRequest,
+            ))
             .without_circuit_breaker()
             .build()
             .unwrap();

@@ -532,3 +532,36 @@ async fn a_retry_rejected_by_the_breaker_below_goes_back_to_the_budget() {
     let budget = layer.budget().unwrap().snapshot();
     assert_eq!(budget.withdrawals, 0, "so it was refunded");
 }
+
+/// A retry future polled again after its result: a contract violation that panics with
+/// a clear message, instead of polling a finished attempt (here one that would answer
+/// `Pending` forever) or hanging.
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::retry::future::ResponseFuture` polled after completion")]
+async fn a_future_polled_after_completion_panics() {
+    use tower::Service;
+    // A finished `Fuse` answers `Pending` forever, registering nothing.
+    let client = tower::service_fn(|x: u32| std::future::ready(Ok::<_, BoxError>(x)).fuse());
+    let mut svc = RetryLayer::builder().build().unwrap().layer(client);
+    let mut future = std::pin::pin!(svc.ready().await.unwrap().call(7));
+    assert_eq!(future.as_mut().await.unwrap(), 7);
+    let _ = futures::poll!(future.as_mut());
+}
+
+/// The same after a retry whose service failed to become ready: polled again, it must
+/// not ready the service and send the request once more.
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "`seawall::retry::future::ResponseFuture` polled after completion")]
+async fn a_future_that_ended_unready_panics_when_polled_again() {
+    use tower::Service;
+    let downstream = ReadyOnce::new(true);
+    let mut svc = RetryLayer::builder()
+        .backoff(constant(10))
+        .build()
+        .unwrap()
+        .layer(downstream.clone());
+    let mut future = std::pin::pin!(svc.ready().await.unwrap().call(1));
+    assert!(future.as_mut().await.is_err());
+    let _ = futures::poll!(future.as_mut());
+    unreachable!("sent {} times", downstream.calls.load(Ordering::SeqCst));
+}

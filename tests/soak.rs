@@ -19,8 +19,9 @@
 //! asserted about how long anything took):
 //!
 //! - every call got exactly one result: issued = ok + err + dropped, and the policy saw
-//!   exactly the calls issued (`seawall_retry_attempts_total{kind="first"}` and the
-//!   budget's deposits both equal the calls issued);
+//!   exactly the calls issued (the budget's deposits equal the calls issued; first
+//!   attempts that went out, `seawall_retry_attempts_total{kind="first"}`, are at most
+//!   that: a first attempt rejected below or dropped unpolled is not one);
 //! - in flight never passed the bulkhead's limit, as the downstream counts it (from the
 //!   call into the downstream until its future is dropped) and as the bulkhead's handle
 //!   says (sampled);
@@ -716,6 +717,7 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
         .weight(3)
         .latency(ms(1))
         .hang()
+        .enabled(true)
         .build()
         .unwrap();
     let budget = RetryBudget::builder()
@@ -1022,17 +1024,18 @@ fn check_budget(handle: &PolicyHandle, total: &Tally) {
 /// The identities the metrics must satisfy (names from `seawall::metrics`, all with
 /// `policy="soak"`):
 ///
-/// - `seawall_retry_attempts_total{kind="first"}` = calls issued = budget deposits;
+/// - `seawall_retry_attempts_total{kind="first"}` ≤ calls issued = budget deposits (an
+///   attempt rejected by a stage below, or dropped before it was polled, did not go
+///   out and is not counted);
 /// - `seawall_circuit_breaker_calls_total{outcome="success"}` = calls answered `Ok` to
 ///   their callers = `Ok`s of the downstream `service_fn` (a success travels up to the
 ///   caller in the same poll, and no success is dropped on the way);
 /// - attempts sent (`seawall_retry_attempts_total`, kinds `first`, `retry` and `hedge`)
-///   = attempts the breaker counted (`seawall_circuit_breaker_calls_total`, every
-///   outcome, plus `seawall_circuit_breaker_rejections_total`) + attempts cancelled
-///   before they answered, which record nothing; an attempt is cancelled only by its
-///   caller dropping the call, by a hedge or first attempt winning over it, or by the
-///   deadline, so 0 ≤ cancelled ≤ dropped calls + hedges + calls that ended with
-///   `DeadlineExceeded`;
+///   = attempts the breaker saw answer (`seawall_circuit_breaker_calls_total`, outcomes
+///   `success` and `failure`) + attempts that went out and did not answer, which
+///   record nothing: cancelled by the caller dropping the call, by a hedge or first
+///   attempt winning over it, or by the deadline, or a hedge rejected below; so
+///   0 ≤ unanswered ≤ dropped calls + hedges + calls that ended with `DeadlineExceeded`;
 /// - retries: `seawall_retry_attempts_total{kind="retry"}` ≥ the budget's withdrawals
 ///   less hedges kept (a retry that a stage below rejected is refunded, one dropped
 ///   while it waited was never sent), and budget denials =
@@ -1068,20 +1071,23 @@ fn check_metrics(
          {failure}, ignored {ignored}, breaker rejections {breaker_rejections}; {total:?}"
     );
 
-    assert_eq!(first, total.issued, "one first attempt per call: {report}");
+    assert!(
+        first <= total.issued,
+        "at most one first attempt per call: {report}"
+    );
     assert_eq!(success, total.ok, "{report}");
     assert_eq!(success, downstream.ok.load(Ordering::SeqCst), "{report}");
 
     let sent = first + retries + hedges;
-    let counted = success + failure + ignored + breaker_rejections;
+    let answered = success + failure;
     assert!(
-        counted <= sent,
-        "the breaker counted more attempts than were sent: {report}"
+        answered <= sent,
+        "the breaker saw more attempts answer than were sent: {report}"
     );
-    let cancelled = sent - counted;
+    let unanswered = sent - answered;
     assert!(
-        cancelled <= total.dropped + hedges + total.deadline,
-        "{cancelled} attempts vanished without a drop, a hedge or a deadline to cancel them: \
+        unanswered <= total.dropped + hedges + total.deadline,
+        "{unanswered} attempts vanished without a drop, a hedge or a deadline to cancel them: \
          {report}"
     );
 

@@ -26,9 +26,9 @@ use http::HeaderValue;
 use seawall::bulkhead::{BulkheadLayer, OnResponse};
 use seawall::circuit_breaker::State;
 use seawall::error::{is_rejection, CircuitOpen, Elapsed};
-use seawall::grpc::{GrpcClassifier, GrpcClientLayer, GRPC_RETRY_PUSHBACK_MS};
+use seawall::grpc::{GrpcClassifier, GrpcClientLayer, GrpcReplay, GRPC_RETRY_PUSHBACK_MS};
 use seawall::http::deadline::parse_grpc_timeout;
-use seawall::http::{BodyReplay, ShedLoadLayer};
+use seawall::http::ShedLoadLayer;
 use seawall::policy::{Policy, PolicyBuilder};
 use seawall::retry::backoff::ConstantBackoff;
 use tokio::net::TcpListener;
@@ -228,11 +228,17 @@ impl Drop for TestServer {
 // ===== the client =====
 
 /// The policy of every test but what each one changes: gRPC classification, every
-/// call replayable, short constant backoffs, no bulkhead.
-fn policy() -> PolicyBuilder<GrpcClassifier, BodyReplay, OnResponse, ConstantBackoff> {
+/// method of `Orders` declared idempotent (as a gRPC retry policy would list them),
+/// short constant backoffs, no bulkhead.
+fn policy() -> PolicyBuilder<GrpcClassifier, GrpcReplay, OnResponse, ConstantBackoff> {
+    default_policy().replay(GrpcReplay::new().idempotent_methods(["/orders.Orders/"]))
+}
+
+/// The same with the replay that comes with the gRPC classifier: no method declared
+/// idempotent.
+fn default_policy() -> PolicyBuilder<GrpcClassifier, GrpcReplay, OnResponse, ConstantBackoff> {
     Policy::builder("orders")
         .classifier(GrpcClassifier::new())
-        .replay(BodyReplay)
         .deadline(Duration::from_secs(5))
         .retry(|retry| {
             retry
@@ -502,6 +508,90 @@ async fn a_server_that_is_gone_is_unavailable_and_a_failure() {
         (snapshot.calls, snapshot.failures),
         (3, 3),
         "retried, each attempt a failure"
+    );
+}
+
+// ===== what the gRPC classifier's own replay sends again =====
+
+/// gRPC's default (gRFC A6): a method not declared idempotent may have been processed
+/// by a server that answers UNAVAILABLE; it is sent once.
+#[tokio::test]
+async fn by_default_a_call_failed_by_the_server_is_not_retried() {
+    let downstream = Downstream::scripted([Reply::Fail(Code::Unavailable)]);
+    let server = TestServer::start(downstream.clone()).await;
+    let policy = default_policy().build().unwrap();
+    let breaker = policy.handle().circuit_breaker().unwrap().clone();
+    let mut orders = OrdersClient::new(
+        GrpcClientLayer::new(policy, tonic::body::boxed).layer(server.channel().await),
+    );
+    let status = orders.get(get(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(downstream.received.load(Ordering::SeqCst), 1, "sent once");
+    assert_eq!(breaker.snapshot().failures, 1);
+}
+
+/// A connection reset in the middle of a call that is not idempotent: the server may
+/// have done the work, so the call is not sent again.
+#[tokio::test]
+async fn by_default_a_call_reset_midway_is_not_retried() {
+    use tokio::io::AsyncReadExt;
+    // A server that reads the start of each call, then resets the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let server = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0_u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    socket.set_zero_linger().unwrap();
+                    drop(socket); // RST
+                });
+            }
+        }
+    });
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let policy = default_policy().build().unwrap();
+    let breaker = policy.handle().circuit_breaker().unwrap().clone();
+    let mut orders =
+        OrdersClient::new(GrpcClientLayer::new(policy, tonic::body::boxed).layer(channel));
+
+    let status = orders.get(get(1)).await.unwrap_err();
+    assert!(!is_rejection(&status), "{status:?}");
+    assert_eq!(breaker.snapshot().calls, 1, "sent once: {status:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    server.abort();
+}
+
+/// A refused connection shows that nothing was sent: retried whatever the method
+/// (gRFC A6's transparent retry).
+#[tokio::test]
+async fn by_default_a_refused_connection_is_retried() {
+    // A port with nothing listening on it.
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let policy = default_policy().build().unwrap();
+    let breaker = policy.handle().circuit_breaker().unwrap().clone();
+    let mut orders =
+        OrdersClient::new(GrpcClientLayer::new(policy, tonic::body::boxed).layer(channel));
+
+    let status = orders.get(get(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        breaker.snapshot().calls,
+        3,
+        "every attempt refused, every one retried"
     );
 }
 

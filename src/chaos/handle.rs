@@ -67,7 +67,7 @@ impl Handle {
     /// ```
     /// use seawall::chaos::FaultLayer;
     ///
-    /// let layer = FaultLayer::builder().rate(0.1).hang().enabled(false).build().unwrap();
+    /// let layer = FaultLayer::builder().rate(0.1).hang().build().unwrap();
     /// layer.handle().enable();
     /// assert!(layer.handle().is_enabled());
     /// ```
@@ -81,7 +81,7 @@ impl Handle {
     /// ```
     /// use seawall::chaos::FaultLayer;
     ///
-    /// let layer = FaultLayer::builder().rate(0.1).hang().build().unwrap();
+    /// let layer = FaultLayer::builder().rate(0.1).hang().enabled(true).build().unwrap();
     /// layer.handle().disable();
     /// assert!(!layer.handle().is_enabled());
     /// ```
@@ -95,7 +95,7 @@ impl Handle {
     /// use seawall::chaos::FaultLayer;
     ///
     /// let layer = FaultLayer::builder().rate(0.1).hang().build().unwrap();
-    /// assert!(layer.handle().is_enabled()); // enabled unless built otherwise
+    /// assert!(!layer.handle().is_enabled()); // disabled unless built otherwise
     /// ```
     pub fn is_enabled(&self) -> bool {
         self.shared.is_enabled()

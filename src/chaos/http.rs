@@ -36,6 +36,7 @@
 //!     .build()
 //!     .unwrap();
 //! let handle = chaos.handle();
+//! handle.enable(); // a fault layer does nothing until switched on
 //! let server = chaos.layer(tower::service_fn(|_req: http::Request<()>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
 //! }));
@@ -118,8 +119,8 @@ impl HttpFaultLayer {
     /// use seawall::chaos::http::HttpFaultLayer;
     ///
     /// let layer = HttpFaultLayer::builder().rate(0.1).status(503).build().unwrap();
-    /// layer.handle().disable();
-    /// assert!(!layer.handle().is_enabled());
+    /// layer.handle().enable();
+    /// assert!(layer.handle().is_enabled());
     /// ```
     pub fn handle(&self) -> Handle {
         Handle::new(self.shared.clone())
@@ -209,13 +210,17 @@ impl Builder {
         self
     }
 
-    /// Whether the layer injects faults from the start (default `true`).
+    /// Whether the layer injects faults from the start (default `false`: it does nothing
+    /// until switched on with [`Handle::enable`](crate::chaos::Handle::enable)). `true`
+    /// starts it injecting, for a test or a game-day binary.
     ///
     /// ```
     /// use seawall::chaos::http::HttpFaultLayer;
     ///
-    /// let layer = HttpFaultLayer::builder().rate(0.5).abort().enabled(false).build().unwrap();
+    /// let layer = HttpFaultLayer::builder().rate(0.5).abort().build().unwrap();
     /// assert!(!layer.handle().is_enabled());
+    /// let layer = HttpFaultLayer::builder().rate(0.5).abort().enabled(true).build().unwrap();
+    /// assert!(layer.handle().is_enabled());
     /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.common.enabled(enabled);
@@ -382,7 +387,7 @@ impl fmt::Debug for Builder {
 ///     .layer(tower::service_fn(|_req: http::Request<()>| async {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 ///     }));
-/// assert!(svc.handle().is_enabled());
+/// assert!(!svc.handle().is_enabled(), "inert until switched on");
 /// ```
 pub struct HttpFaultInjection<S> {
     inner: S,
@@ -525,7 +530,7 @@ pin_project! {
     /// use tower::{Layer, Service, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let mut svc = HttpFaultLayer::builder().rate(1.0).status(503).build().unwrap().layer(
+    /// let mut svc = HttpFaultLayer::builder().rate(1.0).status(503).enabled(true).build().unwrap().layer(
     ///     tower::service_fn(|_req: http::Request<()>| async {
     ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
     ///     }),
@@ -630,7 +635,7 @@ pin_project! {
     /// use tower::{Layer, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let svc = HttpFaultLayer::builder().rate(1.0).abort().build().unwrap().layer(
+    /// let svc = HttpFaultLayer::builder().rate(1.0).abort().enabled(true).build().unwrap().layer(
     ///     tower::service_fn(|_req: http::Request<()>| async {
     ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
     ///     }),

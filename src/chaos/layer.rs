@@ -32,7 +32,8 @@ use crate::BoxError;
 ///     .latency(Duration::from_secs(2))
 ///     .build()?;
 /// let handle = layer.handle();
-/// assert!(handle.is_enabled());
+/// assert!(!handle.is_enabled(), "inert until switched on");
+/// handle.enable();
 /// # Ok::<(), seawall::error::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -61,7 +62,7 @@ impl FaultLayer {
     /// ```
     /// use seawall::chaos::FaultLayer;
     ///
-    /// let layer = FaultLayer::builder().rate(0.1).hang().enabled(false).build().unwrap();
+    /// let layer = FaultLayer::builder().rate(0.1).hang().build().unwrap();
     /// let handle = layer.handle();
     /// handle.enable();
     /// assert!(layer.handle().is_enabled());
@@ -107,7 +108,7 @@ impl Common {
             name: "default".to_owned(),
             rate: None,
             seed: None,
-            enabled: true,
+            enabled: false,
             faults: Vec::new(),
             misuse: None,
         }
@@ -276,14 +277,18 @@ impl Builder {
         self
     }
 
-    /// Whether the layer injects faults from the start (default `true`). Build it
-    /// disabled to deploy it inert and switch it on with [`Handle::enable`].
+    /// Whether the layer injects faults from the start (default `false`: a fault layer
+    /// does nothing until it is switched on with [`Handle::enable`], so that one built
+    /// and deployed by mistake is inert). `true` starts it injecting, for a test or a
+    /// game-day binary.
     ///
     /// ```
     /// use seawall::chaos::FaultLayer;
     ///
-    /// let layer = FaultLayer::builder().rate(0.05).hang().enabled(false).build().unwrap();
+    /// let layer = FaultLayer::builder().rate(0.05).hang().build().unwrap();
     /// assert!(!layer.handle().is_enabled());
+    /// let layer = FaultLayer::builder().rate(0.05).hang().enabled(true).build().unwrap();
+    /// assert!(layer.handle().is_enabled());
     /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.common.enabled(enabled);

@@ -33,8 +33,7 @@
 //!     .error_value(InjectedFault::new())
 //!     .weight(2)
 //!     .hang()
-//!     .enabled(false) // deploy inert; switch on for the game day
-//!     .build()?;
+//!     .build()?; // inert until switched on: deploy it, switch it on for the game day
 //! let handle = chaos.handle();
 //! let inventory = chaos.layer(service_fn(|sku: u32| async move { Ok::<_, BoxError>(sku) }));
 //! // A timeout above the faults turns a hang into an error, as it should for a real one.
@@ -78,7 +77,9 @@
 //! A decision made in `poll_ready` stands until `call`, even if the layer is switched
 //! off in between; a clone of the service starts with no decision.
 //!
-//! A disabled layer decides nothing and counts nothing. It costs one relaxed atomic load
+//! A layer is built disabled (switch it on with [`Handle::enable`], or build it with
+//! [`enabled(true)`](Builder::enabled)): a fault layer built or deployed by mistake
+//! injects nothing. A disabled layer decides nothing and counts nothing. It costs one relaxed atomic load
 //! per call, and every clone of the layer's services shares the same switch.
 //!
 //! # Cost
@@ -133,6 +134,7 @@ use crate::BoxError;
 /// let layer = FaultLayer::builder()
 ///     .rate(1.0)
 ///     .error_value(InjectedFault::new())
+///     .enabled(true)
 ///     .build()
 ///     .unwrap();
 /// let handle = layer.handle();
@@ -198,7 +200,7 @@ impl Snapshot {
 ///     .unwrap()
 ///     .layer(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
 /// let handle = svc.handle(); // the same switch as the layer's handle
-/// assert!(handle.is_enabled());
+/// assert!(!handle.is_enabled());
 /// ```
 pub struct FaultInjection<S> {
     inner: S,

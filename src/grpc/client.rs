@@ -25,8 +25,7 @@ use crate::http::{PropagateDeadline, PropagateDeadlineLayer, ReplayBodyLayer, Re
 ///
 /// ```text
 /// let policy = Policy::builder("orders")
-///     .classifier(GrpcClassifier::new())
-///     .replay(BodyReplay)
+///     .classifier(GrpcClassifier::new()) // and with it `GrpcReplay`: gRPC's retry rules
 ///     .build()?;
 /// let mut orders = OrdersClient::new(GrpcClientLayer::new(policy, tonic::body::boxed).layer(channel));
 /// ```
@@ -45,18 +44,29 @@ use crate::http::{PropagateDeadline, PropagateDeadlineLayer, ReplayBodyLayer, Re
 /// # Retries
 ///
 /// Every gRPC call is a `POST`, so HTTP's idempotency rules
-/// ([`IdempotentReplay`](crate::http::IdempotentReplay)) would never retry one. gRPC
-/// decides by status instead (gRFC A6: a retry policy lists the codes to retry; the
-/// service owner configures it per method): give the policy
-/// [`BodyReplay`](crate::http::BodyReplay), which copies every call, and the
-/// classifier's [`retryable_codes`](super::GrpcClassifier::retryable_codes) decide (by
-/// default `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` when the server sent a
-/// `grpc-retry-pushback-ms`). For methods that must never be sent twice, build a second
-/// policy with `without_retry()` for their client, or a [`Replay`](crate::retry::replay::Replay)
-/// that refuses them by path. Only a status in the response headers (a trailers-only
-/// response, which is how a server answers a call that fails before sending a message)
-/// can be retried; a status in the trailers after messages counts for the breaker only
-/// (see [the module docs](crate::grpc#retries-and-trailers)).
+/// ([`IdempotentReplay`](crate::http::IdempotentReplay)) would never retry one. gRPC's
+/// rules (gRFC A6) decide instead, and the [`GrpcClassifier`](super::GrpcClassifier)
+/// brings them: its replay, [`GrpcReplay`](super::GrpcReplay), is the policy's unless
+/// another is set after it. A call is sent again only when it is safe:
+///
+/// - its method is declared idempotent
+///   ([`GrpcReplay::idempotent_methods`](super::GrpcReplay::idempotent_methods), as a
+///   service owner lists the methods of a gRPC retry policy), the call is not yet
+///   committed (no response headers: a transport error, or a status in the response
+///   headers, the Trailers-Only response with which a server fails a call before
+///   sending a message), and the classifier's
+///   [`retryable_codes`](super::GrpcClassifier::retryable_codes) retry that status (by
+///   default `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` when the server sent a
+///   `grpc-retry-pushback-ms`); only these calls are hedged;
+/// - or, whatever its method, the failure shows that the server never processed it: the
+///   connection was refused, or the server refused the stream (HTTP/2
+///   `REFUSED_STREAM`): gRFC A6's transparent retry.
+///
+/// A reset or a timeout in the middle of a call that is not declared idempotent is not
+/// retried: the server may have done the work. A status in the trailers after messages
+/// counts for the breaker only (see [the module docs](crate::grpc#retries-and-trailers)).
+/// [`GrpcReplay::allow_non_idempotent`](super::GrpcReplay::allow_non_idempotent)
+/// declares every method idempotent, for servers that tolerate duplicates.
 ///
 /// A request body larger than the replay limit ([`replay_limit`](Self::replay_limit),
 /// default 64 KiB) is sent once and not retried. A client-streaming call is retried only
@@ -79,9 +89,9 @@ use crate::http::{PropagateDeadline, PropagateDeadlineLayer, ReplayBodyLayer, Re
 /// use bytes::Bytes;
 /// use http_body_util::combinators::UnsyncBoxBody;
 /// use http_body_util::{BodyExt, Full};
-/// use seawall::grpc::{GrpcClassifier, GrpcClientLayer};
+/// use seawall::grpc::{GrpcClassifier, GrpcClientLayer, GrpcReplay};
 /// use seawall::http::deadline::parse_grpc_timeout;
-/// use seawall::http::{BodyReplay, ReplayBody};
+/// use seawall::http::ReplayBody;
 /// use seawall::policy::Policy;
 /// use seawall::BoxError;
 /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -112,7 +122,8 @@ use crate::http::{PropagateDeadline, PropagateDeadlineLayer, ReplayBodyLayer, Re
 ///
 /// let policy = Policy::builder("orders")
 ///     .classifier(GrpcClassifier::new())
-///     .replay(BodyReplay)
+///     // `Get` only reads: a gRPC retry policy would list it.
+///     .replay(GrpcReplay::new().idempotent_methods(["/orders.Orders/Get"]))
 ///     .deadline(Duration::from_secs(2))
 ///     .build()?;
 /// let into_body = |body: ReplayBody<Body>| body.boxed_unsync();

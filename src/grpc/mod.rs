@@ -49,6 +49,11 @@
 //! arrives after the response went back to the caller: it counts for the breaker, but
 //! no retry can act on it.
 //!
+//! Which calls may be sent again at all is [`GrpcReplay`]'s decision (the replay that
+//! comes with [`GrpcClassifier`] in a policy or a retry layer): gRFC A6's rules, a
+//! method declared idempotent, or a failure that shows the server never processed the
+//! call (see [`GrpcClientLayer`]).
+//!
 //! ```
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
@@ -84,11 +89,15 @@ mod body;
 #[cfg(all(feature = "retry", feature = "timeout"))]
 mod client;
 mod code;
+#[cfg(feature = "retry")]
+mod replay;
 
 pub use self::body::GrpcBody;
 #[cfg(all(feature = "retry", feature = "timeout"))]
 pub use self::client::{GrpcClient, GrpcClientLayer, MapRequestBody};
 pub use self::code::{Code, GRPC_STATUS};
+#[cfg(feature = "retry")]
+pub use self::replay::GrpcReplay;
 
 use http::{header::RETRY_AFTER, HeaderMap, Response, StatusCode};
 

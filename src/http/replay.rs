@@ -2,7 +2,8 @@
 
 use http::{Method, Request};
 
-use crate::retry::replay::{CloneRequest, Replay};
+use super::StatusClassifier;
+use crate::retry::replay::{CloneRequest, DefaultReplay, Replay};
 
 /// Whether `method` is idempotent (RFC 9110 §9.2.2): sending it twice has the same
 /// effect as sending it once. GET, HEAD, OPTIONS, TRACE, PUT and DELETE are; POST,
@@ -91,5 +92,25 @@ impl<B, R: Replay<Request<B>>> Replay<Request<B>> for IdempotentReplay<R> {
 
     fn can_replay(&self, copy: &Request<B>) -> bool {
         self.inner.can_replay(copy)
+    }
+}
+
+/// HTTP's classifier goes with the idempotent replay: a POST or PATCH without an
+/// `Idempotency-Key` is sent once.
+impl DefaultReplay for StatusClassifier {
+    type Replay = IdempotentReplay;
+
+    fn default_replay(&self) -> IdempotentReplay {
+        IdempotentReplay::new()
+    }
+}
+
+/// A `tower-http` classifier judges HTTP calls: it goes with the idempotent replay.
+#[cfg(feature = "tower-http")]
+impl<C, F> DefaultReplay for super::tower_http::TowerHttpClassifier<C, F> {
+    type Replay = IdempotentReplay;
+
+    fn default_replay(&self) -> IdempotentReplay {
+        IdempotentReplay::new()
     }
 }

@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::hedge::{self, HedgeLayer};
 use crate::retry::backoff::ExponentialBackoff;
 use crate::retry::budget::RetryBudget;
-use crate::retry::replay::CloneRequest;
+use crate::retry::replay::{CloneRequest, DefaultReplay};
 use crate::retry::{self, RetryLayer};
 use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
@@ -111,6 +111,14 @@ impl<C, R, H, B> PolicyBuilder<C, R, H, B> {
     /// [`ErrorsAsFailures`]). For HTTP pass `seawall::http::StatusClassifier`, for gRPC
     /// `seawall::grpc::GrpcClassifier` (feature `http`).
     ///
+    /// It also sets the [replay](Self::replay) to the classifier's own
+    /// ([`DefaultReplay`]), the one that is safe for the calls it judges: with
+    /// `StatusClassifier`, `seawall::http::IdempotentReplay` (a POST or PATCH without an
+    /// `Idempotency-Key` is sent once, never retried nor hedged); with `GrpcClassifier`,
+    /// `seawall::grpc::GrpcReplay` (gRPC's retry rules); with [`ErrorsAsFailures`] and
+    /// closures, [`CloneRequest`]. A replay set before is replaced: call
+    /// [`replay`](Self::replay) after this to choose another.
+    ///
     /// It sees each result as `Result<Response, BoxError>`: the stages below the breaker
     /// box the client's error (downcast it, or walk its `source()`). Whatever it says, a
     /// local rejection by a stage below the breaker (a full bulkhead) counts as nothing for
@@ -131,11 +139,14 @@ impl<C, R, H, B> PolicyBuilder<C, R, H, B> {
     /// # let _ = policy;
     /// # Ok::<(), seawall::error::ConfigError>(())
     /// ```
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, R, H, B> {
+    pub fn classifier<C2: DefaultReplay>(
+        self,
+        classifier: C2,
+    ) -> PolicyBuilder<C2, C2::Replay, H, B> {
         PolicyBuilder {
             name: self.name,
+            replay: classifier.default_replay(),
             classifier,
-            replay: self.replay,
             deadline: self.deadline,
             retry: self.retry,
             budget: self.budget,
@@ -147,10 +158,12 @@ impl<C, R, H, B> PolicyBuilder<C, R, H, B> {
         }
     }
 
-    /// How a request is copied for a retry or a hedge (default [`CloneRequest`]). A
-    /// request it does not copy is sent once. For HTTP pass
-    /// `seawall::http::IdempotentReplay` (feature `http`), so that only requests that are
-    /// safe to send twice are retried or hedged.
+    /// How a request is copied for a retry or a hedge (default: the
+    /// [classifier's](Self::classifier), [`CloneRequest`] for the default classifier). A
+    /// request it does not copy is sent once. Set it after the
+    /// [classifier](Self::classifier), which replaces it; for instance
+    /// `IdempotentReplay::with(BodyReplay)` for HTTP bodies buffered by
+    /// `seawall::http::ReplayBodyLayer` (feature `http`).
     ///
     /// ```
     /// use seawall::policy::Policy;
@@ -559,8 +572,7 @@ impl<C, R, H, B> PolicyBuilder<C, R, H, B> {
                     Some(builder) => Some(
                         builder
                             .name(name.as_str())
-                            .classifier(self.classifier)
-                            .replay(self.replay)
+                            .classify_and_replay(self.classifier, self.replay)
                             .budget(budget)
                             .build()?,
                     ),

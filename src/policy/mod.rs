@@ -95,7 +95,7 @@
 //! | bulkhead | 25 calls in flight, fail fast | Resilience4j's `maxConcurrentCalls` (25) and `maxWaitDuration` (0) |
 //! | attempt timeout | 5 s | a third of the deadline, as in Polly's standard resilience pipeline (Microsoft.Extensions.Http.Resilience: 10 s per attempt within 30 s in all), so that the default 3 attempts fit in the deadline |
 //! | classifier | [`ErrorsAsFailures`] | every error but a local rejection is a retryable failure |
-//! | replay | [`CloneRequest`] | requests that are `Clone` are copied |
+//! | replay | the classifier's ([`DefaultReplay`](crate::retry::replay::DefaultReplay)): [`CloneRequest`] for [`ErrorsAsFailures`]; for HTTP's `StatusClassifier`, `IdempotentReplay`; for gRPC's `GrpcClassifier`, `GrpcReplay` | requests that are safe to send twice are copied: any `Clone` request for the default classifier; for HTTP, idempotent methods and requests with an `Idempotency-Key` (RFC 9110, as Envoy and Polly); for gRPC, gRFC A6's rules |
 //!
 //! # Configuring a stage
 //!
@@ -122,8 +122,8 @@
 //! # Why hedging is off by default
 //!
 //! A hedge sends a second copy of a request that is merely slow. That is safe only for
-//! requests that may be sent twice, and the default [replay](PolicyBuilder::replay)
-//! copies any request that is `Clone`; it adds load at the moment the downstream is
+//! requests that may be sent twice, and with the default classifier the
+//! [replay](PolicyBuilder::replay) copies any request that is `Clone`; it adds load at the moment the downstream is
 //! slowest; and it pays off only for latency-critical calls with a long tail. Envoy
 //! (hedge policy per route), gRPC (`hedgingPolicy`, exclusive with `retryPolicy`),
 //! Polly (a separate hedging pipeline) and Finagle (backup requests) all make it opt-in.
@@ -131,12 +131,16 @@
 //!
 //! # HTTP and gRPC
 //!
-//! For HTTP, pass `seawall::http::StatusClassifier` and `seawall::http::IdempotentReplay`
-//! (and, to hold bulkhead permits until the body ends,
-//! [`release_on`](PolicyBuilder::release_on)`::<seawall::http::UntilBodyEnd>()`); for
-//! gRPC, `seawall::grpc::GrpcClassifier`, whose status may come in the trailers: the
-//! breaker then returns `http::Response<GrpcBody<B, OutcomeRecorder>>` and records the
-//! call when the body ends (feature `http`).
+//! For HTTP, pass `seawall::http::StatusClassifier` (and, to hold bulkhead permits until
+//! the body ends, [`release_on`](PolicyBuilder::release_on)`::<seawall::http::UntilBodyEnd>()`):
+//! its replay, `seawall::http::IdempotentReplay`, comes with it, so that a POST or PATCH
+//! without an `Idempotency-Key` is sent once, never retried nor hedged. For gRPC, pass
+//! `seawall::grpc::GrpcClassifier`, whose status may come in the trailers: the breaker
+//! then returns `http::Response<GrpcBody<B, OutcomeRecorder>>` and records the call when
+//! the body ends (feature `http`); its replay, `seawall::grpc::GrpcReplay`, sends a call
+//! again only when gRPC's rules say it is safe (see `seawall::grpc::GrpcClientLayer`).
+//! Opting out of either is explicit: a [`replay`](PolicyBuilder::replay) set after the
+//! classifier.
 //!
 //! # From a file, per endpoint
 //!

@@ -23,16 +23,21 @@ pin_project! {
     /// A retry is taken from the budget when it is decided; if it is never sent (the
     /// service fails to become ready, or this future is dropped while it waits), it is
     /// refunded.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it returned its result panics with
+    /// "`seawall::retry::future::ResponseFuture` polled after completion": a contract
+    /// violation, as for `async fn` futures and `futures`' combinators (it would
+    /// otherwise poll a finished attempt, wait forever, or send the request once more).
     pub struct ResponseFuture<S, Req, C, B, R>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Req>,
         service: S,
         policy: Arc<Policy<C, B, R>>,
-        // The copy the next attempt sends (`None`: no more attempts are possible).
-        request: Option<Req>,
         // Attempts sent so far.
         attempts: u32,
         previous_delay: Duration,
@@ -44,11 +49,15 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            // A retry decided but not sent goes back to the budget.
-            if let StateProj::Waiting { withdrawal, .. } | StateProj::Readying { withdrawal } =
-                this.state.project()
-            {
-                this.policy.refund(withdrawal.take());
+            match this.state.project() {
+                // A retry decided but not sent goes back to the budget.
+                StateProj::Waiting { withdrawal, .. } | StateProj::Readying { withdrawal, .. } => {
+                    this.policy.refund(withdrawal.take());
+                }
+                // An attempt cancelled while it was out (it had been polled and was not
+                // rejected at once) was sent: count it.
+                StateProj::Calling { out, .. } if *out => this.policy.count_sent(*this.attempts),
+                StateProj::Calling { .. } | StateProj::Done => {}
             }
         }
     }
@@ -56,11 +65,21 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    #[project_replace = StateReplace]
+    enum State<F, Req> {
         // `withdrawal`: the budget's retry this attempt spent (`None` for the first).
-        Calling { #[pin] future: F, withdrawal: Option<Withdrawal> },
-        Waiting { #[pin] sleep: tokio::time::Sleep, withdrawal: Option<Withdrawal> },
-        Readying { withdrawal: Option<Withdrawal> },
+        // `copy`: the copy the next attempt sends (`None`: no more attempts possible).
+        // `out`: the attempt answered `Pending`: it was not rejected at once.
+        Calling {
+            #[pin] future: F,
+            withdrawal: Option<Withdrawal>,
+            copy: Option<Req>,
+            out: bool,
+        },
+        Waiting { #[pin] sleep: tokio::time::Sleep, withdrawal: Option<Withdrawal>, request: Req },
+        Readying { withdrawal: Option<Withdrawal>, request: Req },
+        // The result was returned.
+        Done,
     }
 }
 
@@ -72,16 +91,17 @@ where
         future: S::Future,
         service: S,
         policy: Arc<Policy<C, B, R>>,
-        request: Option<Req>,
+        copy: Option<Req>,
     ) -> Self {
         Self {
             state: State::Calling {
                 future,
                 withdrawal: None,
+                copy,
+                out: false,
             },
             service,
             policy,
-            request,
             attempts: 1,
             previous_delay: Duration::ZERO,
         }
@@ -103,62 +123,89 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future, withdrawal } => {
-                    let result = ready!(future.poll(cx));
+                StateProj::Calling {
+                    future,
+                    withdrawal,
+                    copy,
+                    out,
+                } => {
+                    let Poll::Ready(result) = future.poll(cx) else {
+                        *out = true;
+                        return Poll::Pending;
+                    };
                     let policy = &**this.policy;
-                    if withdrawal.is_some() {
-                        if let Err(e) = &result {
-                            // A retry that a layer below rejected (say, the breaker the
-                            // earlier attempts tripped) reached nobody: its budget goes
-                            // back. The caller gets the rejection.
-                            if crate::error::is_rejection_any(e) {
-                                policy.refund(withdrawal.take());
-                            }
-                        }
+                    let rejected = matches!(&result, Err(e) if crate::error::is_rejection_any(e));
+                    if rejected {
+                        // A retry that a layer below rejected (say, the breaker the
+                        // earlier attempts tripped) reached nobody: its budget goes
+                        // back, and it is not counted as sent. The caller gets the
+                        // rejection.
+                        policy.refund(withdrawal.take());
+                    } else {
+                        policy.count_sent(*this.attempts);
                     }
-                    let Some((delay, withdrawal)) = policy.retry_after(
-                        &result,
-                        *this.attempts,
-                        *this.previous_delay,
-                        this.request
-                            .as_ref()
-                            .is_some_and(|copy| policy.replay.can_replay(copy)),
-                    ) else {
+                    // The copy, if the replay lets it go out after this result (asked only
+                    // of a retryable failure: a success costs nothing more).
+                    let copy = copy.take();
+                    let decision =
+                        policy.retry_after(&result, *this.attempts, *this.previous_delay, || {
+                            copy.filter(|copy| policy.replay.can_retry(copy, &result))
+                        });
+                    let Some((delay, withdrawal, request)) = decision else {
+                        this.state.set(State::Done);
                         return Poll::Ready(result);
                     };
                     *this.previous_delay = delay;
                     this.state.set(State::Waiting {
                         sleep: tokio::time::sleep(delay),
                         withdrawal,
+                        request,
                     });
                 }
-                StateProj::Waiting { sleep, withdrawal } => {
+                StateProj::Waiting { sleep, .. } => {
                     ready!(sleep.poll(cx));
-                    let withdrawal = withdrawal.take();
-                    this.state.set(State::Readying { withdrawal });
+                    if let StateReplace::Waiting {
+                        withdrawal,
+                        request,
+                        ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    {
+                        this.state.set(State::Readying {
+                            withdrawal,
+                            request,
+                        });
+                    }
                 }
-                StateProj::Readying { withdrawal } => {
+                StateProj::Readying { withdrawal, .. } => {
                     if let Err(e) = ready!(this.service.poll_ready(cx)) {
                         // The retry is not sent: its budget goes back.
                         this.policy.refund(withdrawal.take());
+                        this.state.set(State::Done);
                         return Poll::Ready(Err(e));
                     }
-                    let Some(request) = this.request.take() else {
-                        // Unreachable by construction (a retry is decided only with a
-                        // copy in hand); answer as a completed service would not, but
-                        // without panicking: wait forever is worse, so poll again.
-                        this.policy.refund(withdrawal.take());
-                        return Poll::Pending;
-                    };
-                    // Sent: the retry stays spent, unless a layer below rejects it.
-                    let withdrawal = withdrawal.take();
-                    *this.attempts += 1;
-                    this.policy.metrics.retry();
-                    if *this.attempts < this.policy.max_attempts {
-                        *this.request = this.policy.replay.replay(&request);
+                    if let StateReplace::Readying {
+                        withdrawal,
+                        request,
+                    } = this.state.as_mut().project_replace(State::Done)
+                    {
+                        // Sent: the retry stays spent, unless a layer below rejects it.
+                        *this.attempts += 1;
+                        let copy = if *this.attempts < this.policy.max_attempts {
+                            this.policy.replay.replay(&request)
+                        } else {
+                            None
+                        };
+                        let future = this.service.call(request);
+                        this.state.set(State::Calling {
+                            future,
+                            withdrawal,
+                            copy,
+                            out: false,
+                        });
                     }
-                    let future = this.service.call(request);
-                    this.state.set(State::Calling { future, withdrawal });
+                }
+                StateProj::Done => {
+                    panic!("`seawall::retry::future::ResponseFuture` polled after completion")
                 }
             }
         }
@@ -175,21 +222,22 @@ impl<C, B, R> Policy<C, B, R> {
     }
 
     /// Whether (and after how long) to retry after `result`, the outcome of attempt
-    /// number `attempts`. Takes a retry from the budget when it says yes (returned with
-    /// the delay; refund it if the retry is not sent).
-    fn retry_after<T, E>(
+    /// number `attempts`, and the copy to send (`copy`, asked for only when the failure
+    /// is retryable and attempts remain). Takes a retry from the budget when it says yes
+    /// (returned with the delay; refund it if the retry is not sent).
+    fn retry_after<T, E, Req>(
         &self,
         result: &Result<T, E>,
         attempts: u32,
         previous_delay: Duration,
-        have_copy: bool,
-    ) -> Option<(Duration, Option<Withdrawal>)>
+        copy: impl FnOnce() -> Option<Req>,
+    ) -> Option<(Duration, Option<Withdrawal>, Req)>
     where
         E: 'static,
         C: Classify<T, E>,
         B: Backoff<T, E>,
     {
-        if attempts >= self.max_attempts || !have_copy {
+        if attempts >= self.max_attempts {
             return None;
         }
         // A local rejection by this stack (breaker open, bulkhead full, throttled): nothing
@@ -201,10 +249,22 @@ impl<C, B, R> Policy<C, B, R> {
         }
         match self.classifier.classify(result) {
             Verdict::Classified(c) if c.is_retryable() => {
-                self.take_retry(&c, result, attempts, previous_delay)
+                let copy = copy()?;
+                let (delay, withdrawal) = self.take_retry(&c, result, attempts, previous_delay)?;
+                Some((delay, withdrawal, copy))
             }
             // Not retryable, or decided only when a stream ends: final.
             _ => None,
+        }
+    }
+
+    /// Counts attempt number `attempt` as sent (not rejected by a stage below).
+    #[inline]
+    fn count_sent(&self, attempt: u32) {
+        if attempt == 1 {
+            self.metrics.first();
+        } else {
+            self.metrics.retry();
         }
     }
 

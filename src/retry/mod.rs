@@ -221,14 +221,35 @@ impl<C, B, R> Builder<C, B, R> {
     }
 
     /// What may be retried (default [`ErrorsAsFailures`]: every error but a local
-    /// rejection).
+    /// rejection). It does not change the [replay](Self::replay): for HTTP requests, set
+    /// `seawall::http::IdempotentReplay` too, so that a POST is sent once. (A
+    /// [`Policy`](crate::policy::Policy) sets the classifier's own replay,
+    /// [`DefaultReplay`](replay::DefaultReplay), with it.)
     pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, B, R> {
         Builder {
             name: self.name,
             max_attempts: self.max_attempts,
             classifier,
-            backoff: self.backoff,
             replay: self.replay,
+            backoff: self.backoff,
+            budget: self.budget,
+            max_pushback: self.max_pushback,
+        }
+    }
+
+    /// The classifier and the replay together, whatever the classifier: for a policy,
+    /// which sets both.
+    pub(crate) fn classify_and_replay<C2, R2>(
+        self,
+        classifier: C2,
+        replay: R2,
+    ) -> Builder<C2, B, R2> {
+        Builder {
+            name: self.name,
+            max_attempts: self.max_attempts,
+            classifier,
+            backoff: self.backoff,
+            replay,
             budget: self.budget,
             max_pushback: self.max_pushback,
         }
@@ -357,7 +378,6 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        self.policy.metrics.first();
         if let Some(budget) = &self.policy.budget {
             budget.deposit_cached(&mut self.slot);
         }
