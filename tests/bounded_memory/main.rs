@@ -24,10 +24,10 @@ macro_rules! scaled {
 mod support;
 
 // Each area adds its module here.
+mod bulkhead;
 mod deadline;
 mod hedge;
 mod policy;
-mod bulkhead;
 mod registry;
 
 // ===== live heap bytes =====
