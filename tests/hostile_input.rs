@@ -1363,11 +1363,13 @@ mod config_loader {
         }
         let whole: u128 = whole.parse().ok()?;
         let mut nanos = whole.checked_mul(per)?;
-        let fraction = &fraction[..fraction.len().min(18)];
-        if !fraction.is_empty() {
-            let scale = 10_u128.pow(fraction.len() as u32);
-            nanos = nanos.checked_add(fraction.parse::<u128>().ok()? * per / scale)?;
-        }
+        // floor(per * 0.fraction) for any number of digits: a long tail can add up to
+        // a nanosecond (the fuzz target `policy_duration` found that cutting it at 18
+        // digits lost one).
+        let carry = fraction.bytes().rev().fold(0_u128, |carry, digit| {
+            (u128::from(digit - b'0') * per + carry) / 10
+        });
+        nanos = nanos.checked_add(carry)?;
         let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
         Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
     }
@@ -1479,6 +1481,36 @@ mod config_loader {
                         err
                     );
                 }
+            }
+        }
+    }
+}
+
+// ===== found by the fuzz targets (fuzz/fuzz_targets/), kept as plain tests =====
+
+mod found_by_fuzzing {
+    use super::*;
+    use seawall::policy::config::Switch;
+    use seawall::policy::PolicyConfig;
+
+    /// `policy_duration`: a duration whose fraction has more than 18 digits lost the
+    /// nanosecond that the digits past the 18th add up to: they were cut before rounding
+    /// down. `0.0000000002002777777777777777777778h` is 721.00000000000000000008 ns, and
+    /// was read as 720 ns.
+    #[test]
+    fn a_long_fraction_in_a_duration_rounds_down_exactly() {
+        for (text, nanos) in [
+            ("0.0000000002002777777777777777777778h", 721),
+            ("1.0000000000002777777777777777777778h", 3_600_000_000_001),
+            ("0.000000000016666666666666666666667m", 1),
+            ("0.0000000010000000000000000000000000s", 1),
+        ] {
+            for loaded in [
+                PolicyConfig::from_toml_str(&format!("[defaults]\ndeadline = \"{text}\"\n")),
+                PolicyConfig::from_yaml_str(&format!("defaults:\n  deadline: {text}\n")),
+            ] {
+                let expected = Some(Switch::On(Duration::from_nanos(nanos)));
+                assert_eq!(loaded.unwrap().defaults().deadline, expected, "{text}");
             }
         }
     }
