@@ -1490,8 +1490,12 @@ mod config_loader {
 
 mod found_by_fuzzing {
     use super::*;
+    use seawall::http::deadline::parse_millis;
+    use seawall::http::{PropagateDeadlineLayer, ServerDeadlineLayer};
     use seawall::policy::config::Switch;
     use seawall::policy::PolicyConfig;
+    use seawall::timeout::Deadline;
+    use tower::{Layer, ServiceExt};
 
     /// `policy_duration`: a duration whose fraction has more than 18 digits lost the
     /// nanosecond that the digits past the 18th add up to: they were cut before rounding
@@ -1513,5 +1517,41 @@ mod found_by_fuzzing {
                 assert_eq!(loaded.unwrap().defaults().deadline, expected, "{text}");
             }
         }
+    }
+
+    /// `deadline_headers`: a deadline more than about 317 million years away (one a
+    /// caller may use for "never") was sent in `x-request-timeout-ms` with 20 or more
+    /// digits, which seawall's own server (19 at most) ignored: the handler got the
+    /// server's default instead of its cap. Now the client sends the most the header
+    /// holds, 19 nines.
+    #[test]
+    fn a_far_deadline_is_sent_as_milliseconds_the_server_reads() {
+        paused_runtime().block_on(async {
+            let client = PropagateDeadlineLayer::new().layer(tower::service_fn(
+                |request: http::Request<()>| async move { Ok::<_, seawall::BoxError>(request) },
+            ));
+            let far = Duration::from_secs(1 << 60);
+            let sent = Deadline::after(far)
+                .scope(client.oneshot(http::Request::new(())))
+                .await
+                .unwrap();
+            let written = &sent.headers()["x-request-timeout-ms"];
+            let most = Duration::from_millis(9_999_999_999_999_999_999);
+            assert_eq!(parse_millis(written), Some(most), "{written:?}");
+
+            let server = ServerDeadlineLayer::builder()
+                .default_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap()
+                .layer(tower::service_fn(|_: http::Request<()>| async {
+                    Ok::<_, seawall::BoxError>(Deadline::current().map(|d| d.remaining()))
+                }));
+            let served = server.oneshot(sent).await.unwrap();
+            assert_eq!(
+                served,
+                Some(Duration::from_secs(30)),
+                "the cap, not the default"
+            );
+        });
     }
 }
