@@ -1362,11 +1362,13 @@ mod config_loader {
         }
         let whole: u128 = whole.parse().ok()?;
         let mut nanos = whole.checked_mul(per)?;
-        let fraction = &fraction[..fraction.len().min(18)];
-        if !fraction.is_empty() {
-            let scale = 10_u128.pow(fraction.len() as u32);
-            nanos = nanos.checked_add(fraction.parse::<u128>().ok()? * per / scale)?;
-        }
+        // floor(per * 0.fraction) for any number of digits: a long tail can add up to
+        // a nanosecond (the fuzz target `policy_duration` found that cutting it at 18
+        // digits lost one).
+        let carry = fraction.bytes().rev().fold(0_u128, |carry, digit| {
+            (u128::from(digit - b'0') * per + carry) / 10
+        });
+        nanos = nanos.checked_add(carry)?;
         let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
         Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
     }
@@ -1480,5 +1482,75 @@ mod config_loader {
                 }
             }
         }
+    }
+}
+
+// ===== found by the fuzz targets (fuzz/fuzz_targets/), kept as plain tests =====
+
+mod found_by_fuzzing {
+    use super::*;
+    use seawall::http::deadline::parse_millis;
+    use seawall::http::{PropagateDeadlineLayer, ServerDeadlineLayer};
+    use seawall::policy::config::Switch;
+    use seawall::policy::PolicyConfig;
+    use seawall::timeout::Deadline;
+    use tower::{Layer, ServiceExt};
+
+    /// `policy_duration`: a duration whose fraction has more than 18 digits lost the
+    /// nanosecond that the digits past the 18th add up to: they were cut before rounding
+    /// down. `0.0000000002002777777777777777777778h` is 721.00000000000000000008 ns, and
+    /// was read as 720 ns.
+    #[test]
+    fn a_long_fraction_in_a_duration_rounds_down_exactly() {
+        for (text, nanos) in [
+            ("0.0000000002002777777777777777777778h", 721),
+            ("1.0000000000002777777777777777777778h", 3_600_000_000_001),
+            ("0.000000000016666666666666666666667m", 1),
+            ("0.0000000010000000000000000000000000s", 1),
+        ] {
+            for loaded in [
+                PolicyConfig::from_toml_str(&format!("[defaults]\ndeadline = \"{text}\"\n")),
+                PolicyConfig::from_yaml_str(&format!("defaults:\n  deadline: {text}\n")),
+            ] {
+                let expected = Some(Switch::On(Duration::from_nanos(nanos)));
+                assert_eq!(loaded.unwrap().defaults().deadline, expected, "{text}");
+            }
+        }
+    }
+
+    /// `deadline_headers`: a deadline more than about 317 million years away (one a
+    /// caller may use for "never") was sent in `x-request-timeout-ms` with 20 or more
+    /// digits, which seawall's own server (19 at most) ignored: the handler got the
+    /// server's default instead of its cap. Now the client sends the most the header
+    /// holds, 19 nines.
+    #[test]
+    fn a_far_deadline_is_sent_as_milliseconds_the_server_reads() {
+        paused_runtime().block_on(async {
+            let client = PropagateDeadlineLayer::new().layer(tower::service_fn(
+                |request: http::Request<()>| async move { Ok::<_, seawall::BoxError>(request) },
+            ));
+            let far = Duration::from_secs(1 << 60);
+            let sent = Deadline::after(far)
+                .scope(client.oneshot(http::Request::new(())))
+                .await
+                .unwrap();
+            let written = &sent.headers()["x-request-timeout-ms"];
+            let most = Duration::from_millis(9_999_999_999_999_999_999);
+            assert_eq!(parse_millis(written), Some(most), "{written:?}");
+
+            let server = ServerDeadlineLayer::builder()
+                .default_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap()
+                .layer(tower::service_fn(|_: http::Request<()>| async {
+                    Ok::<_, seawall::BoxError>(Deadline::current().map(|d| d.remaining()))
+                }));
+            let served = server.oneshot(sent).await.unwrap();
+            assert_eq!(
+                served,
+                Some(Duration::from_secs(30)),
+                "the cap, not the default"
+            );
+        });
     }
 }

@@ -70,6 +70,8 @@ pub const DEFAULT_MAX: Duration = Duration::from_secs(30);
 
 /// gRPC allows at most 8 digits in a timeout value.
 const GRPC_MAX_VALUE: u64 = 99_999_999;
+/// The most milliseconds [`DEFAULT_HEADER`] holds: 19 digits, as [`parse_millis`] reads.
+const MAX_MILLIS: u128 = 9_999_999_999_999_999_999;
 
 /// Whether `request` is a gRPC request (`content-type: application/grpc`, with or
 /// without a `+proto` style suffix).
@@ -336,7 +338,9 @@ where
                     .and_then(parse_millis)
                     .is_some_and(|set| set <= remaining);
                 if !tighter {
-                    let millis = remaining.as_millis();
+                    // At most the 19 digits a server reads (`parse_millis`): a deadline
+                    // further away than that (317 million years) is sent as that.
+                    let millis = remaining.as_millis().min(MAX_MILLIS);
                     headers.insert(self.header.clone(), header_value(format_args!("{millis}")));
                 }
             }

@@ -1452,15 +1452,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let too_long = || format!("`{text}` is too long for a duration");
     let whole: u128 = whole.parse().map_err(|_| too_long())?;
     let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(too_long)?;
-    // Digits past the 18th cannot matter: a nanosecond is at least 1e-12 h.
-    let fraction = &fraction[..fraction.len().min(18)];
-    if !fraction.is_empty() {
-        let digits: u128 = fraction.parse().map_err(|_| too_long())?;
-        let scale = 10u128.pow(fraction.len() as u32);
-        nanos = nanos
-            .checked_add(digits * unit_nanos / scale)
-            .ok_or_else(too_long)?;
-    }
+    // The fraction's nanoseconds, rounded down, exact for any number of digits (a long
+    // tail of them can add up to a nanosecond): the digits times the unit, from the
+    // last digit up; what carries out of the first is the whole part. The carry stays
+    // below the unit, so nothing overflows.
+    let carry = fraction.bytes().rev().fold(0u128, |carry, digit| {
+        (u128::from(digit - b'0') * unit_nanos + carry) / 10
+    });
+    nanos = nanos.checked_add(carry).ok_or_else(too_long)?;
     let secs = u64::try_from(nanos / NANOS_PER_SEC).map_err(|_| too_long())?;
     // Less than a billion: fits in a u32.
     let subsec = (nanos % NANOS_PER_SEC) as u32;
