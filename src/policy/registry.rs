@@ -283,10 +283,11 @@ where
             let (naming, shared) = {
                 let mut entries = self.lock();
                 let naming = entries.names.naming(downstream, builder.name_ref());
-                let shared = self
-                    .share_budget
-                    .then(|| entries.budget(downstream))
-                    .unwrap_or_default();
+                let shared = if self.share_budget {
+                    entries.budget(downstream)
+                } else {
+                    Default::default()
+                };
                 (naming, shared)
             };
             let builder = match naming {
