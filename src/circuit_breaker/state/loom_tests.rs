@@ -247,9 +247,9 @@ impl std::task::Wake for Flag {
     }
 }
 
-/// Backpressure: a caller finds every probe slot taken and waits (registers its waker,
+/// Backpressure: a caller finds every probe slot taken and waits (queues its waker,
 /// then looks once more, as `poll_ready` does) while the probe is dropped and gives its
-/// slot back. Either the caller's second look is admitted or its waker is woken: a
+/// slot back (which wakes one waiter). Either the caller's second look is admitted or its waker is woken: a
 /// waiting caller never sleeps through the slot coming back.
 #[test]
 fn a_caller_waiting_for_a_probe_slot_is_never_left_asleep() {
@@ -262,11 +262,11 @@ fn a_caller_waiting_for_a_probe_slot_is_never_left_asleep() {
         let waiter = {
             let (shared, flag) = (shared.clone(), flag.clone());
             thread::spawn(move || {
-                if shared.try_acquire().is_ok() {
+                if shared.observe().is_ok() {
                     return true;
                 }
-                shared.register_waiter(&std::task::Waker::from(flag));
-                shared.try_acquire().is_ok()
+                let _ = shared.waiters.register(None, &std::task::Waker::from(flag));
+                shared.observe().is_ok()
             })
         };
         dropper.join().unwrap();
