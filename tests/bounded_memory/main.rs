@@ -10,6 +10,7 @@
 mod support;
 
 // Each area adds its module here.
+mod breaker;
 
 // ===== live heap bytes =====
 
