@@ -615,10 +615,9 @@ impl Shared {
         if current.state() == State::HalfOpen
             && current.generation() == word.generation()
             && current.in_flight() == 0
+            && now > self.half_open_since.load(Ordering::Acquire)
         {
-            if now > self.half_open_since.load(Ordering::Acquire) {
-                self.half_open_since.store(now, Ordering::Release);
-            }
+            self.half_open_since.store(now, Ordering::Release);
         }
     }
 
