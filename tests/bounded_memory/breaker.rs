@@ -13,9 +13,18 @@ use crate::{assert_heap_within, live_bytes, serial};
 /// A million callers wait for an open breaker in backpressure mode, each giving up after
 /// a random time (seeded), in waves. Once they are gone, the live heap is back within a
 /// fixed bound of where it started, and it never grows with the waves.
-#[tokio::test(start_paused = true)]
-async fn backpressure_callers_that_give_up_leave_nothing_behind() {
+#[test]
+fn backpressure_callers_that_give_up_leave_nothing_behind() {
     let _serial = serial();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(backpressure_callers());
+}
+
+async fn backpressure_callers() {
     const WAVES: usize = 100;
     const CALLERS: usize = 10_000;
     const BOUND: i64 = 64 * 1024;

@@ -6,7 +6,6 @@
 #![cfg(feature = "policy")]
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 // Each area adds its module here.
