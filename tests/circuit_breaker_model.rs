@@ -97,26 +97,31 @@ impl Model {
     }
 
     fn enter(&mut self, to: State) {
+        self.enter_at(to, self.now);
+    }
+
+    /// A transition dated `at` (a timed one is dated when it was due).
+    fn enter_at(&mut self, to: State, at: u64) {
         self.generation += 1;
         self.in_flight = 0;
         self.successes = 0;
         match to {
             State::Open => {
-                if self.state == State::Closed && self.now - self.closed_since >= RESET_AFTER_MS {
+                if self.state == State::Closed && at - self.closed_since >= RESET_AFTER_MS {
                     self.trips = 0;
                 }
                 self.trips += 1;
                 let nominal = BASE_MS.saturating_mul(1 << (self.trips - 1).min(20));
-                self.open_until = self.now + nominal.min(MAX_MS);
+                self.open_until = at + nominal.min(MAX_MS);
             }
             State::HalfOpen => {
-                self.half_open_since = self.now;
-                self.in_flight = 1;
+                // Probes take their slots when they are called.
+                self.half_open_since = at;
             }
             State::Closed => {
                 self.window.clear();
                 self.consecutive = 0;
-                self.closed_since = self.now;
+                self.closed_since = at;
             }
             State::Disabled => {
                 self.window.clear();
@@ -127,34 +132,46 @@ impl Model {
         self.state = to;
     }
 
-    fn admit(&mut self) -> Option<Ticket> {
+    /// The timed transitions due by now, each dated when it was due: the end of an open
+    /// period, and the half-open limit reached with a probe still out.
+    fn catch_up(&mut self) {
         loop {
             match self.state {
-                State::Closed | State::Disabled => return Some(Ticket::Call(self.generation)),
-                State::ForcedOpen => return None,
-                State::Open => {
-                    if self.now < self.open_until {
-                        return None;
+                State::Open if self.now >= self.open_until => {
+                    self.enter_at(State::HalfOpen, self.open_until);
+                }
+                State::HalfOpen
+                    if self.in_flight > 0
+                        && self.now >= self.half_open_since + MAX_HALF_OPEN_MS =>
+                {
+                    self.enter_at(State::Open, self.half_open_since + MAX_HALF_OPEN_MS);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn admit(&mut self) -> Option<Ticket> {
+        self.catch_up();
+        match self.state {
+            State::Closed | State::Disabled => Some(Ticket::Call(self.generation)),
+            State::ForcedOpen | State::Open => None,
+            State::HalfOpen => {
+                if self.in_flight + self.successes < self.cfg.probes {
+                    if self.in_flight == 0 && self.now >= self.half_open_since + MAX_HALF_OPEN_MS {
+                        // An idle half-open period past its limit: the limit starts afresh.
+                        self.half_open_since = self.now;
                     }
-                    self.enter(State::HalfOpen);
+                    self.in_flight += 1;
                     return Some(Ticket::Probe(self.generation));
                 }
-                State::HalfOpen => {
-                    if self.in_flight + self.successes < self.cfg.probes {
-                        self.in_flight += 1;
-                        return Some(Ticket::Probe(self.generation));
-                    }
-                    if self.now >= self.half_open_since + MAX_HALF_OPEN_MS {
-                        self.enter(State::Open);
-                        continue;
-                    }
-                    return None;
-                }
+                None
             }
         }
     }
 
     fn release(&mut self, generation: u64) {
+        self.catch_up();
         if self.state == State::HalfOpen && self.generation == generation && self.in_flight > 0 {
             self.in_flight -= 1;
         }
@@ -198,6 +215,7 @@ impl Model {
                 if outcome == Outcome::Ignored {
                     return self.release(generation);
                 }
+                self.catch_up();
                 if self.state != State::HalfOpen || self.generation != generation {
                     return;
                 }
@@ -409,19 +427,24 @@ fn run(cfg: Cfg, ops: Vec<Op>) {
                     model.now = now_ms();
                 }
                 Op::ForceOpen => {
+                    model.catch_up();
                     handle.force_open();
                     model.enter(State::ForcedOpen);
                 }
                 Op::Disable => {
+                    model.catch_up();
                     handle.disable();
                     model.enter(State::Disabled);
                 }
                 Op::Reset => {
+                    model.catch_up();
                     handle.reset();
                     model.trips = 0;
                     model.enter(State::Closed);
                 }
             }
+            // A snapshot makes the timed transitions that are due.
+            model.catch_up();
             model.check(&handle, step, op);
         }
         // Whatever happened, once every call is dropped and time passes, probes can run

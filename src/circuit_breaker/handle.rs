@@ -1,7 +1,10 @@
 //! Inspect and steer a breaker at run time.
 
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Weak};
+use std::task::Poll;
 
 use tokio::sync::broadcast;
 
@@ -45,7 +48,9 @@ impl Handle {
         &self.shared.config.name
     }
 
-    /// The current state.
+    /// The current state. A timed transition that is due (an open period that is over,
+    /// a half-open period past its limit) has happened by the time this returns, dated
+    /// when it was due, whether or not any call arrived.
     pub fn state(&self) -> State {
         self.shared.state()
     }
@@ -77,6 +82,8 @@ impl Handle {
 
     fn operate(&self, to: State, cause: Cause) {
         let now = self.shared.clock.now();
+        // The timed transitions due by now happened first: subscribers see them, in order.
+        self.shared.catch_up(now);
         self.shared.transition(None, to, cause, now);
     }
 
@@ -84,6 +91,7 @@ impl Handle {
     pub fn subscribe(&self) -> Transitions {
         Transitions {
             receiver: self.shared.subscribe(),
+            breaker: Arc::downgrade(&self.shared),
             missed: 0,
         }
     }
@@ -103,9 +111,18 @@ impl fmt::Debug for Handle {
 ///
 /// It buffers the latest 64 transitions; a subscriber that falls further behind skips the
 /// oldest ones and can see how many with [`missed`](Self::missed).
+///
+/// Timed transitions (an open period that ends, a half-open period that reaches its
+/// limit) are seen when they are due even if no call arrives: [`recv`](Self::recv) waits
+/// for them on a tokio timer (it needs a tokio runtime with time enabled for that, as
+/// [`Readiness::Backpressure`](super::Readiness::Backpressure) does; elsewhere it sees
+/// them at the next look at the breaker), and [`try_recv`](Self::try_recv) makes those
+/// due by now first.
 #[derive(Debug)]
 pub struct Transitions {
     receiver: broadcast::Receiver<Transition>,
+    /// Weak: a subscription does not keep the breaker alive.
+    breaker: Weak<Shared>,
     missed: u64,
 }
 
@@ -114,7 +131,42 @@ impl Transitions {
     /// it) is gone.
     pub async fn recv(&mut self) -> Option<Transition> {
         loop {
-            match self.receiver.recv().await {
+            // Make the timed transitions due by now, and learn when the next one is.
+            let due = self.breaker.upgrade().and_then(|shared| {
+                shared.catch_up(shared.clock.now());
+                let at = shared.next_due()?;
+                Some(shared.clock.instant(at))
+            });
+            match self.receiver.try_recv() {
+                Ok(t) => return Some(t),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.missed += n;
+                    continue;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return None,
+                Err(broadcast::error::TryRecvError::Empty) => {}
+            }
+            let due = due.filter(|_| tokio::runtime::Handle::try_current().is_ok());
+            let mut received = pin!(self.receiver.recv());
+            let result = match due {
+                None => received.await,
+                Some(at) => {
+                    let mut timer = pin!(tokio::time::sleep_until(at));
+                    let woken = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(result) = received.as_mut().poll(cx) {
+                            return Poll::Ready(Some(result));
+                        }
+                        timer.as_mut().poll(cx).map(|()| None)
+                    })
+                    .await;
+                    match woken {
+                        Some(result) => result,
+                        // Due now: look again, which makes it.
+                        None => continue,
+                    }
+                }
+            };
+            match result {
                 Ok(t) => return Some(t),
                 Err(broadcast::error::RecvError::Lagged(n)) => self.missed += n,
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -122,8 +174,12 @@ impl Transitions {
         }
     }
 
-    /// The next transition if one is waiting, without waiting.
+    /// The next transition if one is waiting, without waiting (after making the timed
+    /// transitions due by now).
     pub fn try_recv(&mut self) -> Option<Transition> {
+        if let Some(shared) = self.breaker.upgrade() {
+            shared.catch_up(shared.clock.now());
+        }
         loop {
             match self.receiver.try_recv() {
                 Ok(t) => return Some(t),

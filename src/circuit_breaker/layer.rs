@@ -248,9 +248,11 @@ impl<C> Builder<C> {
     }
 
     /// The longest the breaker stays half-open waiting for probes that never finish
-    /// (default 30 s); after it the breaker re-opens and the late probes count for
-    /// nothing. Put a timeout below the breaker so probes finish well before this. Zero
-    /// is a [`ConfigError`].
+    /// (default 30 s); when it is reached with a probe still out, the breaker re-opens at
+    /// that instant (whether or not a call arrives; its open period counts from there)
+    /// and the late probes count for nothing. A half-open period with no probe out has
+    /// nothing to wait for: the next probe starts the limit afresh. Put a timeout below
+    /// the breaker so probes finish well before this. Zero is a [`ConfigError`].
     pub fn max_half_open_duration(mut self, duration: Duration) -> Self {
         self.max_half_open_duration = duration;
         self

@@ -38,8 +38,8 @@
 //! | state | calls | leaves when |
 //! |---|---|---|
 //! | [`Closed`](State::Closed) | pass, and are counted | a trip rule holds → Open |
-//! | [`Open`](State::Open) | rejected with [`CircuitOpen`] | the open duration is over → HalfOpen (the call that finds it over is the first probe) |
-//! | [`HalfOpen`](State::HalfOpen) | up to `half_open_probes` probes pass; others are rejected | every probe succeeded → Closed; one failed → Open; `max_half_open_duration` passed with all probe slots taken → Open |
+//! | [`Open`](State::Open) | rejected with [`CircuitOpen`] | the open duration is over → HalfOpen, at that instant |
+//! | [`HalfOpen`](State::HalfOpen) | up to `half_open_probes` probes pass; others are rejected | every probe succeeded → Closed; one failed → Open; `max_half_open_duration` reached with a probe still out → Open, at that instant |
 //! | [`ForcedOpen`](State::ForcedOpen) | rejected | an operator calls [`Handle::reset`] or [`Handle::disable`] |
 //! | [`Disabled`](State::Disabled) | pass, still counted, never trip | an operator calls [`Handle::reset`] or [`Handle::force_open`] |
 //!
@@ -75,10 +75,23 @@
 //! # Probes and cancellation
 //!
 //! Half-open admits exactly [`half_open_probes`](Builder::half_open_probes) probes. A
-//! probe whose response future is dropped (the caller gave up) frees its slot and counts
-//! as nothing. A probe that never finishes is bounded by
-//! [`max_half_open_duration`](Builder::max_half_open_duration), so a half-open breaker
-//! cannot get stuck.
+//! probe takes its slot in `call`, not in `poll_ready`: a service that is readied and
+//! never called (parked in tower's `ReadyCache` or `Balance`, or an abandoned `ready()`)
+//! holds no slot and starves no one. A probe whose response future is dropped (the
+//! caller gave up) frees its slot and counts as nothing. A probe that never finishes is
+//! bounded by [`max_half_open_duration`](Builder::max_half_open_duration), so a
+//! half-open breaker cannot get stuck: at that limit, with a probe still out, the breaker
+//! is open again, and its next open period counts from the limit.
+//!
+//! # Timed transitions
+//!
+//! The end of an open period and the half-open limit are transitions that happen at a
+//! known instant. The breaker makes them when it is next looked at (a call,
+//! `poll_ready`, [`Handle::state`], [`Handle::snapshot`], a subscriber's
+//! [`recv`](Transitions::recv), which waits for them on a timer), dated at the instant
+//! they were due, so what it reports is always true at that instant and no call needs to
+//! arrive. It runs no task of its own. (The `metrics` state gauge moves when the
+//! transition is made, that is, at the next such look.)
 //!
 //! # Readiness: fail fast or backpressure
 //!
@@ -89,6 +102,14 @@
 //!   wakes when a probe may go. Use it for one endpoint of a pool under
 //!   `tower::balance::p2c::Balance`: an open endpoint is not ready, so the balancer sends
 //!   its traffic to the others (per-endpoint ejection, as Envoy and Linkerd do).
+//!
+//! Waiting in backpressure mode costs O(1) per waiting service and is cancel-safe: each
+//! waiting service holds one place in a queue, which it gives up when it is dropped, so
+//! callers that give up leave nothing behind. The breaker wakes only as many waiters as
+//! can proceed: as many as there are free probe slots when it goes half-open, one when a
+//! probe slot is given back, and everyone when it closes. `poll_ready` only observes a
+//! free probe slot, so a readied service can still be rejected by `call` when other
+//! callers took the last slots in between.
 //!
 //! # Defaults
 //!
@@ -130,6 +151,7 @@ pub mod future;
 mod handle;
 mod layer;
 mod state;
+mod wait;
 mod window;
 
 use std::fmt;
@@ -145,7 +167,7 @@ pub use self::layer::{Builder, CircuitBreakerLayer};
 
 use self::error::CircuitOpen;
 use self::future::{OutcomeRecorder, ResponseFuture};
-use self::state::{Rejection, Shared};
+use self::state::Shared;
 use crate::classify::{Classify, ClassifyEos, ErrorsAsFailures};
 use crate::BoxError;
 
@@ -212,13 +234,13 @@ pub enum Cause {
     SlowCallRate,
     /// Too many failures in a row.
     ConsecutiveFailures,
-    /// The open duration is over; the next call is a probe.
+    /// The open duration is over; calls may probe.
     OpenElapsed,
     /// Every half-open probe succeeded.
     ProbesSucceeded,
     /// A half-open probe failed (or was slow, with the slow-call rule on).
     ProbeFailed,
-    /// Probes held every slot for longer than the max half-open duration.
+    /// A probe was still out when the max half-open duration was reached.
     HalfOpenTimeout,
     /// [`Handle::force_open`].
     Forced,
@@ -336,29 +358,37 @@ pub enum Readiness {
     #[default]
     FailFast,
     /// `poll_ready` is `Pending` until a probe may go; use under a load balancer. Waiting
-    /// uses a tokio timer, so it needs a tokio runtime with time enabled.
+    /// uses a tokio timer, so it needs a tokio runtime with time enabled. A readied
+    /// service holds no probe slot: `call` takes it, and may still reject if other
+    /// callers took the last slots in between.
     Backpressure,
 }
 
-/// What `poll_ready` found that `call` must act on. A call in the Closed or Disabled
-/// state reserves nothing (admitting it is a load of the state word, which `call` does
-/// again), so on the success path nothing is written between `poll_ready` and `call`.
+/// What `poll_ready` left for `call` or for the next `poll_ready`. On the success path it
+/// is `None` and nothing is written between `poll_ready` and `call`. Nothing here holds a
+/// probe slot: `call` takes one, so that a service readied and never called (parked in
+/// a `ReadyCache`, or an abandoned `ready()`) starves no one.
 enum Reservation {
     None,
-    /// A half-open probe: the recorder holds the probe slot and gives it back if this
-    /// service is dropped before `call`.
-    Probe(OutcomeRecorder),
+    /// Fail-fast: `poll_ready` found the breaker rejecting and did not poll the inner
+    /// service, so `call` must reject.
     Rejected(CircuitOpen),
+    /// Backpressure: this service is queued to be woken.
+    Waiting(Waiter),
 }
 
-impl Reservation {
-    /// Keep what `call` needs from an admission: only a probe holds anything.
-    #[inline]
-    fn from_ticket(shared: &Arc<Shared>, ticket: state::Ticket) -> Self {
-        match ticket {
-            state::Ticket::Probe { .. } => Reservation::Probe(OutcomeRecorder::new(shared, ticket)),
-            _ => Reservation::None,
-        }
+/// A service's place among the breaker's waiters (backpressure mode); dropping it (with
+/// the service) takes the service out of the queue.
+struct Waiter {
+    shared: Arc<Shared>,
+    key: usize,
+    /// Dropped without proceeding: a wake it was given and never used goes on.
+    pass_on: bool,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.shared.waiters.remove(self.key, self.pass_on);
     }
 }
 
@@ -386,7 +416,8 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     classifier: C,
     readiness: Readiness,
     reservation: Reservation,
-    /// Backpressure mode: wakes `poll_ready` when the next probe may go.
+    /// Backpressure mode: wakes `poll_ready` when the breaker's next timed transition is
+    /// due, if this service keeps the waiters' timer.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -423,8 +454,8 @@ impl<S, C> CircuitBreaker<S, C> {
         self.inner
     }
 
-    /// `poll_ready` off the success path: a reservation to honour, or a breaker that
-    /// does not admit calls right now.
+    /// `poll_ready` off the success path: a breaker that does not admit calls right now,
+    /// or a service that was rejected or waiting.
     #[cold]
     fn poll_ready_slow<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
     where
@@ -432,69 +463,77 @@ impl<S, C> CircuitBreaker<S, C> {
         S::Error: Into<BoxError>,
     {
         loop {
-            let current = match &self.reservation {
-                Reservation::None => None,
-                // Asked again: look again rather than repeat an old rejection.
-                Reservation::Rejected(_) => {
-                    self.reservation = Reservation::None;
-                    None
-                }
-                Reservation::Probe(recorder) => recorder.ticket(),
-            };
-            match current {
-                Some(ticket) if self.shared.is_current(ticket) => {
+            // Asked again: look again rather than repeat an old rejection.
+            if let Reservation::Rejected(_) = self.reservation {
+                self.reservation = Reservation::None;
+            }
+            let rejection = match self.shared.observe() {
+                Ok(()) => {
+                    self.stop_waiting();
                     return self.inner.poll_ready(cx).map_err(Into::into);
                 }
-                // Admitted in a generation that has passed: admit again.
-                Some(_) => self.reservation = Reservation::None,
-                None => match self.shared.try_acquire() {
-                    Ok(ticket) => {
-                        self.reservation = Reservation::from_ticket(&self.shared, ticket);
-                        return self.inner.poll_ready(cx).map_err(Into::into);
+                Err(rejection) => rejection,
+            };
+            match self.readiness {
+                Readiness::FailFast => {
+                    self.reservation =
+                        Reservation::Rejected(CircuitOpen::new(rejection.retry_after));
+                    return Poll::Ready(Ok(()));
+                }
+                Readiness::Backpressure => {
+                    if self.wait(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    Err(rejection) => match self.readiness {
-                        Readiness::FailFast => {
-                            self.reservation =
-                                Reservation::Rejected(CircuitOpen::new(rejection.retry_after));
-                            return Poll::Ready(Ok(()));
-                        }
-                        Readiness::Backpressure => {
-                            if self.wait(cx, rejection).is_pending() {
-                                // Look once more: the state may have moved before the
-                                // waker was registered.
-                                match self.shared.try_acquire() {
-                                    Ok(ticket) => {
-                                        self.reservation =
-                                            Reservation::from_ticket(&self.shared, ticket);
-                                        return self.inner.poll_ready(cx).map_err(Into::into);
-                                    }
-                                    Err(_) => return Poll::Pending,
-                                }
-                            }
-                        }
-                    },
-                },
+                }
             }
         }
     }
 
-    /// Backpressure: arrange to be woken when the breaker may admit again.
-    fn wait(&mut self, cx: &mut Context<'_>, rejection: Rejection) -> Poll<()> {
-        // Register before looking again, so a transition in between is not missed.
-        self.shared.register_waiter(cx.waker());
-        if let Some(at) = rejection.recheck_at {
-            let deadline = self.shared.clock.instant(at);
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            if let Some(sleep) = &mut self.sleep {
+    /// Backpressure: queue this service to be woken when the breaker may admit again.
+    /// `Ready` means look again now.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let key = match &self.reservation {
+            Reservation::Waiting(waiter) => Some(waiter.key),
+            _ => None,
+        };
+        let (key, keeps_timer) = self.shared.waiters.register(key, cx.waker());
+        if !matches!(self.reservation, Reservation::Waiting(_)) {
+            self.reservation = Reservation::Waiting(Waiter {
+                shared: self.shared.clone(),
+                key,
+                pass_on: true,
+            });
+        }
+        // Queued before looking again, so a change in between is not missed.
+        let rejection = match self.shared.observe() {
+            Ok(()) => return Poll::Ready(()),
+            Err(rejection) => rejection,
+        };
+        // One waiter sleeps until the breaker's next timed transition; the others wait
+        // for a wake (see `wait.rs`).
+        match rejection.recheck_at.filter(|_| keeps_timer) {
+            Some(at) => {
+                let deadline = self.shared.clock.instant(at);
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                sleep.as_mut().reset(deadline);
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(());
                 }
             }
+            None => self.sleep = None,
         }
         Poll::Pending
+    }
+
+    /// The service proceeds: leave the queue (a wake it was given is used).
+    fn stop_waiting(&mut self) {
+        if let Reservation::Waiting(waiter) = &mut self.reservation {
+            waiter.pass_on = false;
+            self.reservation = Reservation::None;
+        }
+        self.sleep = None;
     }
 }
 
@@ -527,29 +566,13 @@ where
                 Some(state::Ticket::Fast { generation }) => {
                     Ok(OutcomeRecorder::fast(self.lane.clone(), generation))
                 }
-                _ => self
-                    .shared
-                    .try_acquire()
-                    .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
-                    .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+                _ => self.acquire(),
             },
-            Reservation::Probe(_) | Reservation::Rejected(_) => {
+            Reservation::Rejected(_) | Reservation::Waiting(_) => {
                 match std::mem::replace(&mut self.reservation, Reservation::None) {
-                    Reservation::Probe(mut recorder)
-                        if recorder
-                            .ticket()
-                            .is_some_and(|ticket| self.shared.is_current(ticket)) =>
-                    {
-                        recorder.start();
-                        Ok(recorder)
-                    }
                     Reservation::Rejected(error) => Err(error),
-                    // A probe reserved in a half-open period that has passed: decide now.
-                    _ => self
-                        .shared
-                        .try_acquire()
-                        .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
-                        .map_err(|rejection| CircuitOpen::new(rejection.retry_after)),
+                    // Called without a ready `poll_ready` (a contract breach): decide now.
+                    _ => self.acquire(),
                 }
             }
         };
@@ -562,6 +585,18 @@ where
                 ResponseFuture::rejected(error)
             }
         }
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// Admit a call off the fast path: a half-open probe takes its slot here. A
+    /// backpressure service that `poll_ready` found admissible may still be rejected
+    /// here if other callers took the last probe slots in between.
+    fn acquire(&self) -> Result<OutcomeRecorder, CircuitOpen> {
+        self.shared
+            .try_acquire()
+            .map(|ticket| OutcomeRecorder::starting_now(&self.shared, ticket))
+            .map_err(|rejection| CircuitOpen::new(rejection.retry_after))
     }
 }
 

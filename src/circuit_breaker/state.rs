@@ -17,9 +17,30 @@
 //! Transitions are rare, so they are serialised by a `Mutex` that only transitions take:
 //! under it the transition re-checks the state and generation it expects, does its side
 //! effects (reset the window, compute the open duration), publishes the new state with
-//! one compare-and-swap, and announces it (events, state gauge, log), so that observers
-//! see the transitions in the order they happened. Probe slots are taken and given back
-//! with compare-and-swap on the same word, without the lock.
+//! one compare-and-swap, and queues its announcement. The announcements (events, state
+//! gauge, log: user code) are made after the lock is released, in the order they were
+//! queued, by one thread at a time, so that observers see the transitions in the order
+//! they happened, and a recorder or subscriber may look at the breaker (take a snapshot)
+//! or be slow without blocking or deadlocking a transition. Probe slots are taken and
+//! given back with compare-and-swap on the same word, without the lock.
+//!
+//! # Timed transitions
+//!
+//! Two transitions happen because time passed: an open period ends (Open -> HalfOpen)
+//! and a half-open period reaches `max_half_open_duration` with probes still out
+//! (HalfOpen -> Open). They are made lazily by whoever looks at the breaker next (a
+//! call, `poll_ready`, `state()`, a snapshot, a subscriber's `recv`, which waits for
+//! them on a timer), each dated at the instant it was due, so that what the breaker
+//! reports is true at that instant and the next open period is counted from when it
+//! really started. This needs no timer task, so the breaker needs no runtime of its own.
+//!
+//! # Probes are taken by calls
+//!
+//! `poll_ready` only observes whether a probe slot is free; `call` takes it. A service
+//! that was readied and never called (parked in tower's `ReadyCache`, an abandoned
+//! `ready()`) holds nothing, so it cannot starve other callers or make the half-open
+//! period time out. In backpressure mode the waiting services queue in a
+//! [`WaitList`](super::wait) and are woken only as many at a time as can proceed.
 //!
 //! Every admitted call carries the generation it was admitted in. An outcome whose
 //! generation is no longer current (the breaker moved on while the call was in flight)
@@ -32,8 +53,10 @@
 //! gives it back when dropped (the caller dropped the future, or the body was dropped
 //! before its end). A probe that never finishes at all (a downstream that hangs, with no
 //! timeout below the breaker) is bounded by `max_half_open_duration`: once the breaker has
-//! been half-open that long with every slot taken, the next call re-opens it, and the
-//! hung probes' late outcomes are ignored.
+//! been half-open that long with a probe still out, it is open again, dated at the
+//! limit, and the hung probes' late outcomes are ignored. A half-open period with no
+//! probe out has nothing to wait for; the next probe after its limit starts the limit
+//! afresh.
 //!
 //! # Loom models
 //!
@@ -41,24 +64,25 @@
 //! checks under every interleaving: concurrent failures trip the breaker exactly once; a
 //! half-open breaker never has more probes out than its slots, a dropped probe gives its
 //! slot back and the breaker never ends stuck half-open; a hung probe's late outcome
-//! decides nothing and subscribers see the transitions in order; the fast path never
-//! keeps a stale failure streak; a caller waiting for a slot (backpressure) is woken or
-//! admitted. Not modelled: lane reuse across breakers (in the models every lane is new,
+//! decides nothing and subscribers see the transitions in order (announced outside the
+//! lock); the fast path never keeps a stale failure streak; a caller waiting for a slot
+//! (backpressure) is woken or admitted. Not modelled: lane reuse across breakers (in the models every lane is new,
 //! since a pooled one would hold another loom execution's atomics); a reused lane's
 //! generation carries on from its last breaker's, so a late call of that breaker matches
 //! no generation of the next one, which a unit test checks.
 
-use std::sync::{Arc, Weak};
-use std::task::Waker;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use super::wait::WaitList;
 use super::window::{CountWindow, Sample, TimeWindow, Totals, Window};
 use super::{Cause, State, Transition};
 use crate::classify::Health;
 use crate::lane::{LaneRef, Pool, POOLED_LANES};
-use crate::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::sync::{CachePadded, Mutex, MutexGuard};
 use crate::time::{Clock, Jitter};
 
@@ -186,16 +210,6 @@ pub(crate) enum Ticket {
     Fast { generation: u32 },
     /// A half-open probe holding one probe slot.
     Probe { generation: u32 },
-}
-
-impl Ticket {
-    fn generation(self) -> u32 {
-        match self {
-            Ticket::Call { generation }
-            | Ticket::Fast { generation }
-            | Ticket::Probe { generation } => generation,
-        }
-    }
 }
 
 /// Why a call was not admitted.
@@ -339,6 +353,8 @@ struct TransitionState {
     trips: u32,
     /// When the breaker last became Closed (clock nanoseconds).
     closed_since: u64,
+    /// Transitions made and not yet announced, in the order they happened.
+    announcements: VecDeque<Transition>,
 }
 
 /// A rate rule holds but the window has fewer than `minimum_calls` calls: the next
@@ -362,9 +378,11 @@ pub(crate) struct Shared {
     transition_lock: Mutex<TransitionState>,
     pub(crate) clock: Clock,
     jitter: Jitter,
-    events: broadcast::Sender<Transition>,
-    waiters: Mutex<Vec<Waker>>,
-    has_waiters: AtomicBool,
+    /// Created by the first subscriber: most breakers never have one.
+    events: OnceLock<broadcast::Sender<Transition>>,
+    /// Whether a thread is announcing transitions (see `announce_pending`).
+    announcing_now: AtomicBool,
+    pub(crate) waiters: WaitList,
     metrics: crate::metrics::BreakerMetrics,
     /// The loom models only: see `announce`.
     #[cfg(all(test, seawall_loom))]
@@ -404,7 +422,6 @@ impl Shared {
             && !cfg!(feature = "metrics")
             && config.failure_rate != Some(0.0);
         let clean_word = clean_word.filter(|_| fast);
-        let (events, _) = broadcast::channel(64);
         let metrics = crate::metrics::BreakerMetrics::new(&config.name);
         metrics.state(State::Closed);
         let armed = initially_armed(&config);
@@ -425,12 +442,13 @@ impl Shared {
                 transition_lock: Mutex::new(TransitionState {
                     trips: 0,
                     closed_since: 0,
+                    announcements: VecDeque::new(),
                 }),
                 clock: Clock::new(),
                 jitter: Jitter::new(seed),
-                events,
-                waiters: Mutex::new(Vec::new()),
-                has_waiters: AtomicBool::new(false),
+                events: OnceLock::new(),
+                announcing_now: AtomicBool::new(false),
+                waiters: WaitList::new(),
                 metrics,
                 config,
                 #[cfg(all(test, seawall_loom))]
@@ -444,14 +462,60 @@ impl Shared {
         Word(self.lane.state.load(Ordering::Acquire))
     }
 
+    /// The state now, with any timed transition that is due made first.
     pub(crate) fn state(&self) -> State {
-        self.word().state()
+        let word = self.word();
+        if word.admits_calls() || word.state() == State::ForcedOpen {
+            return word.state();
+        }
+        self.catch_up(self.clock.now()).state()
     }
 
-    /// Whether a ticket's generation is still the current one.
-    #[inline]
-    pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
-        self.word().generation() == ticket.generation()
+    /// Make the timed transitions that are due by `now`, each dated when it was due: an
+    /// open period that is over goes half-open at its end, and a half-open period whose
+    /// probes are still out at its limit re-opens at the limit (its open period counted
+    /// from there). Transitions are evaluated here, lazily, by whoever looks at the
+    /// breaker (a call, `poll_ready`, `state()`, a snapshot, a subscriber), so the
+    /// breaker needs no timer task and no runtime; whatever it reports is true at that
+    /// instant. Returns the word it leaves.
+    pub(crate) fn catch_up(&self, now: u64) -> Word {
+        loop {
+            let word = self.word();
+            let (due, to, cause) = match word.state() {
+                State::Open => (
+                    self.open_until.load(Ordering::Acquire),
+                    State::HalfOpen,
+                    Cause::OpenElapsed,
+                ),
+                State::HalfOpen if word.in_flight() > 0 => (
+                    self.half_open_deadline(),
+                    State::Open,
+                    Cause::HalfOpenTimeout,
+                ),
+                _ => return word,
+            };
+            if now < due {
+                return word;
+            }
+            // Whether this thread made it or another did, look again.
+            let _ = self.transition(Some(word), to, cause, due);
+        }
+    }
+
+    /// When the next timed transition is due, if one is scheduled (clock nanoseconds).
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        let word = self.word();
+        match word.state() {
+            State::Open => Some(self.open_until.load(Ordering::Acquire)),
+            State::HalfOpen if word.in_flight() > 0 => Some(self.half_open_deadline()),
+            _ => None,
+        }
+    }
+
+    fn half_open_deadline(&self) -> u64 {
+        self.half_open_since
+            .load(Ordering::Acquire)
+            .saturating_add(crate::time::duration_to_nanos(self.config.max_half_open))
     }
 
     /// Admit a call, or say why not. Reads the clock only when the breaker is not Closed.
@@ -461,69 +525,99 @@ impl Shared {
             if let Some(ticket) = self.lane.try_admit() {
                 return Ok(ticket);
             }
-            if let Some(result) = self.acquire_slow(self.word()) {
+            if let Some(result) = self.acquire_slow() {
                 return result;
             }
         }
     }
 
+    /// Whether a call made now would be admitted, without taking anything: `poll_ready`
+    /// observes, `call` takes (a half-open probe slot is taken by the call that uses it,
+    /// so that a service readied and never called holds nothing).
+    pub(crate) fn observe(&self) -> Result<(), Rejection> {
+        let word = self.word();
+        if word.admits_calls() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let word = self.catch_up(now);
+        match word.state() {
+            State::Closed | State::Disabled => Ok(()),
+            State::HalfOpen
+                if word.in_flight() + word.successes() < self.config.half_open_probes =>
+            {
+                Ok(())
+            }
+            _ => Err(self.rejection(word, now)),
+        }
+    }
+
+    /// Why a call is turned away from `word` (after `catch_up(now)`).
+    fn rejection(&self, word: Word, now: u64) -> Rejection {
+        match word.state() {
+            State::Open => {
+                let until = self.open_until.load(Ordering::Acquire);
+                Rejection {
+                    retry_after: Some(Duration::from_nanos(until.saturating_sub(now))),
+                    recheck_at: Some(until),
+                }
+            }
+            // Every slot is taken, by probes still out: the limit on how long they may
+            // hold them is the next instant anything can change without an outcome.
+            State::HalfOpen => Rejection {
+                retry_after: None,
+                recheck_at: Some(self.half_open_deadline()),
+            },
+            _ => Rejection {
+                retry_after: None,
+                recheck_at: None,
+            },
+        }
+    }
+
     /// Admission when the breaker is not Closed. `None` means the state moved; look again.
     #[cold]
-    fn acquire_slow(&self, word: Word) -> Option<Result<Ticket, Rejection>> {
+    fn acquire_slow(&self) -> Option<Result<Ticket, Rejection>> {
+        let now = self.clock.now();
+        let word = self.catch_up(now);
         match word.state() {
             State::Closed | State::Disabled => Some(Ok(Ticket::Call {
                 generation: word.generation(),
             })),
-            State::ForcedOpen => Some(Err(Rejection {
-                retry_after: None,
-                recheck_at: None,
-            })),
-            State::Open => {
-                let now = self.clock.now();
-                let until = self.open_until.load(Ordering::Acquire);
-                if now < until {
-                    return Some(Err(Rejection {
-                        retry_after: Some(Duration::from_nanos(until - now)),
-                        recheck_at: Some(until),
-                    }));
+            State::HalfOpen
+                if word.in_flight() + word.successes() < self.config.half_open_probes =>
+            {
+                if word.in_flight() == 0 && now >= self.half_open_deadline() {
+                    // The half-open period has been idle past its limit (no probe out,
+                    // so nothing was due): this probe starts the limit afresh.
+                    self.restart_half_open(word, now);
                 }
-                // The open period is over: this call becomes the first probe.
-                self.transition(Some(word), State::HalfOpen, Cause::OpenElapsed, now)
-                    .map(|next| {
+                let next = Word(word.0 + (1 << IN_FLIGHT_SHIFT));
+                self.lane
+                    .state
+                    .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                    .ok()
+                    .map(|_| {
                         Ok(Ticket::Probe {
-                            generation: next.generation(),
+                            generation: word.generation(),
                         })
                     })
             }
-            State::HalfOpen => {
-                if word.in_flight() + word.successes() < self.config.half_open_probes {
-                    let next = Word(word.0 + (1 << IN_FLIGHT_SHIFT));
-                    return self
-                        .lane
-                        .state
-                        .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
-                        .ok()
-                        .map(|_| {
-                            Ok(Ticket::Probe {
-                                generation: word.generation(),
-                            })
-                        });
-                }
-                // Every slot is taken. Bound how long probes may hold them.
-                let now = self.clock.now();
-                let deadline = self
-                    .half_open_since
-                    .load(Ordering::Acquire)
-                    .saturating_add(crate::time::duration_to_nanos(self.config.max_half_open));
-                if now >= deadline {
-                    self.transition(Some(word), State::Open, Cause::HalfOpenTimeout, now);
-                    return None;
-                }
-                Some(Err(Rejection {
-                    retry_after: None,
-                    recheck_at: Some(deadline),
-                }))
-            }
+            _ => Some(Err(self.rejection(word, now))),
+        }
+    }
+
+    /// Restart the half-open limit of an idle half-open period at `now`.
+    #[cold]
+    fn restart_half_open(&self, word: Word, now: u64) {
+        let _guard = self.lock();
+        let current = self.word();
+        if current.state() == State::HalfOpen
+            && current.generation() == word.generation()
+            && current.in_flight() == 0
+            && now > self.half_open_since.load(Ordering::Acquire)
+        {
+            self.half_open_since.store(now, Ordering::Release);
         }
     }
 
@@ -626,27 +720,21 @@ impl Shared {
             Health::Success => !(slow && self.config.slow_calls.is_some()),
             Health::Failure => false,
         };
+        // A half-open period that ran past its limit ended at the limit, whether or not
+        // anyone looked at the breaker since: this late outcome must not decide it.
+        let now = self.clock.now();
+        self.catch_up(now);
         loop {
             let word = self.word();
             if word.state() != State::HalfOpen || word.generation() != generation {
                 return; // A late probe of an earlier half-open period.
             }
             if !good {
-                self.transition(
-                    Some(word),
-                    State::Open,
-                    Cause::ProbeFailed,
-                    self.clock.now(),
-                );
+                self.transition(Some(word), State::Open, Cause::ProbeFailed, now);
                 return;
             }
             if word.successes() + 1 >= self.config.half_open_probes {
-                self.transition(
-                    Some(word),
-                    State::Closed,
-                    Cause::ProbesSucceeded,
-                    self.clock.now(),
-                );
+                self.transition(Some(word), State::Closed, Cause::ProbesSucceeded, now);
                 return;
             }
             let next = Word::new(
@@ -661,13 +749,16 @@ impl Shared {
                 .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                self.wake_waiters();
+                // A success keeps its slot (it counts toward closing): nobody new may go.
                 return;
             }
         }
     }
 
     fn release_probe(&self, generation: u32) {
+        // A probe still out at the half-open limit ended the period at the limit; giving
+        // its slot back later must not undo that.
+        self.catch_up(self.clock.now());
         loop {
             let word = self.word();
             if word.state() != State::HalfOpen
@@ -683,7 +774,8 @@ impl Shared {
                 .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                self.wake_waiters();
+                // One slot came back: one waiter may take it.
+                self.waiters.wake(1);
                 return;
             }
         }
@@ -691,7 +783,8 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, TransitionState> {
         // A panic while holding this lock cannot leave it half-updated in a way that
-        // matters (every field is a plain number), so a poisoned lock is still usable.
+        // matters (plain numbers and a queue, each updated in one step), so a poisoned
+        // lock is still usable.
         self.transition_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -737,8 +830,8 @@ impl Shared {
             }
             State::HalfOpen => {
                 self.half_open_since.store(now, Ordering::Release);
-                // The caller that moves the breaker to half-open is its first probe.
-                1
+                // Probes take their slots when they are called.
+                0
             }
             State::Closed => {
                 self.window.reset();
@@ -781,12 +874,15 @@ impl Shared {
                 }
             }
         }
-        // Announced under the lock, so that subscribers, the state gauge and the log see
-        // the transitions in the order they happened: announced after it, a transition
-        // could be overtaken by the next one (found by the loom model
-        // `concurrent_transitions_agree_and_a_late_probe_decides_nothing`).
+        // Queued under the lock, in the order the transitions happened, and announced
+        // after it: the announcement runs user code (a metrics recorder, a tracing
+        // subscriber), which may look at the breaker (a snapshot takes this lock) or be
+        // slow, and must not hold up the next transition. Announced straight after
+        // the lock, a transition could be overtaken by the next one (found by the loom
+        // model `concurrent_transitions_agree_and_a_late_probe_decides_nothing`); the
+        // queue keeps the order.
         if from != to {
-            self.announce(Transition {
+            guard.announcements.push_back(Transition {
                 from,
                 to,
                 cause,
@@ -794,8 +890,40 @@ impl Shared {
             });
         }
         drop(guard);
-        self.wake_waiters();
+        self.announce_pending();
+        match to {
+            State::Closed | State::Disabled => self.waiters.wake(usize::MAX),
+            State::HalfOpen => self.waiters.wake(self.config.half_open_probes as usize),
+            // No one may go, but the instant the timer keeper sleeps until has changed.
+            State::Open => self.waiters.wake_keeper(),
+            State::ForcedOpen => {}
+        }
         Some(next)
+    }
+
+    /// Announce the queued transitions, in order, without holding the transition lock.
+    /// One thread announces at a time: a thread that finds another announcing leaves its
+    /// transition to it (which is how a recorder or subscriber that makes a transition
+    /// itself, by looking at the breaker, does not announce out of order or recurse).
+    fn announce_pending(&self) {
+        loop {
+            if self.announcing_now.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            loop {
+                let next = self.lock().announcements.pop_front();
+                match next {
+                    Some(transition) => self.announce(transition),
+                    None => break,
+                }
+            }
+            self.announcing_now.store(false, Ordering::Release);
+            // A transition queued after the last look, by a thread that found this one
+            // still announcing, is announced by this one.
+            if self.lock().announcements.is_empty() {
+                return;
+            }
+        }
     }
 
     fn announce(&self, transition: Transition) {
@@ -828,51 +956,22 @@ impl Shared {
             }
         }
         // No subscriber is fine: nobody is listening.
-        let _ = self.events.send(transition);
+        if let Some(events) = self.events.get() {
+            let _ = events.send(transition);
+        }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
-        self.events.subscribe()
-    }
-
-    /// Wake a task when the breaker may admit again (backpressure mode).
-    pub(crate) fn register_waiter(&self, waker: &Waker) {
-        let mut waiters = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
-        }
-        self.has_waiters.store(true, Ordering::SeqCst);
-        // Pairs with the fence in `wake_waiters`: either the waiter's next look at the
-        // state sees the change, or the waker sees `has_waiters` (store-load ordering).
-        fence(Ordering::SeqCst);
-    }
-
-    fn wake_waiters(&self) {
-        fence(Ordering::SeqCst);
-        if !self.has_waiters.load(Ordering::SeqCst) {
-            return;
-        }
-        let waiters = {
-            let mut waiters = self
-                .waiters
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.has_waiters.store(false, Ordering::Release);
-            std::mem::take(&mut *waiters)
-        };
-        for waker in waiters {
-            waker.wake();
-        }
+        self.events
+            .get_or_init(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
     // ===== snapshots =====
 
     pub(crate) fn snapshot(&self) -> super::Snapshot {
-        let word = self.word();
         let now = self.clock.now();
+        let word = self.catch_up(now);
         let counts = self.window.counts(|| now);
         let retry_after = match word.state() {
             State::Open => Some(Duration::from_nanos(

@@ -29,6 +29,7 @@ mod deadline;
 mod hedge;
 mod policy;
 mod registry;
+mod breaker;
 
 // ===== live heap bytes =====
 

@@ -108,26 +108,62 @@ async fn a_dropped_probe_frees_its_slot_and_counts_as_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_reservation_dropped_between_poll_ready_and_call_frees_its_slot() {
+async fn poll_ready_only_observes_a_free_probe_slot() {
     let layer = tripped_on_first_failure(1);
     let handle = layer.handle();
     let svc = layer.layer(Downstream::default());
     let _ = call(&svc, Do::Fail).await;
     tokio::time::advance(Duration::from_secs(1)).await;
 
-    let mut reserved = svc.clone();
-    std::future::poll_fn(|cx| reserved.poll_ready(cx))
+    let mut readied = svc.clone();
+    std::future::poll_fn(|cx| readied.poll_ready(cx))
         .await
         .unwrap();
     assert_eq!(
         handle.snapshot().probes_in_flight,
-        1,
-        "poll_ready reserved the probe"
+        0,
+        "poll_ready takes no probe slot"
     );
-    drop(reserved);
+    // The call takes it.
+    let mut probe = readied.call(Do::Hang);
+    assert!((&mut probe).now_or_never().is_none());
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+    drop(probe);
     assert_eq!(handle.snapshot().probes_in_flight, 0);
     assert!(call(&svc, Do::Succeed).await.is_ok());
     assert_eq!(handle.state(), State::Closed);
+}
+
+/// A service readied and never called (parked in a `ReadyCache`, or an abandoned
+/// `ready()`) must not hold the only probe slot: others probe, and the half-open limit
+/// passing counts no trip.
+#[tokio::test(start_paused = true)]
+async fn a_readied_but_never_called_service_starves_no_one() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    let mut parked = svc.clone();
+    std::future::poll_fn(|cx| parked.poll_ready(cx))
+        .await
+        .unwrap();
+    // Past the half-open limit: nothing failed, so nothing trips.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(handle.state(), State::HalfOpen);
+    assert!(
+        call(&svc, Do::Succeed).await.is_ok(),
+        "another caller probes while the readied service is parked"
+    );
+    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(
+        handle.snapshot().trips,
+        1,
+        "only the first trip: the limit passing counted none"
+    );
+    // The parked service is still usable.
+    assert!(parked.call(Do::Succeed).await.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -148,10 +184,10 @@ async fn hung_probes_cannot_keep_the_breaker_half_open() {
     assert!(is_open(&call(&svc, Do::Succeed).await));
     assert_eq!(handle.state(), State::HalfOpen);
 
-    // After the max half-open duration the breaker re-opens on the next call...
+    // After the max half-open duration the breaker is open again...
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(is_open(&call(&svc, Do::Succeed).await));
     assert_eq!(handle.state(), State::Open);
+    assert!(is_open(&call(&svc, Do::Succeed).await));
     // ...and probes afresh after the (grown) open duration, ignoring the hung ones.
     tokio::time::advance(Duration::from_secs(2)).await;
     assert!(call(&svc, Do::Succeed).await.is_ok());
@@ -206,4 +242,97 @@ async fn a_slow_probe_fails_when_the_slow_call_rule_is_on() {
         .await
         .is_ok());
     assert_eq!(handle.state(), State::Open);
+}
+
+/// A hung probe: at the half-open limit the breaker is open again without any call
+/// arriving (`state()`, snapshots and subscribers say so), the transition is dated at
+/// the limit, and the next open period counts from the limit.
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_reopens_the_breaker_at_the_limit_without_a_call() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let mut transitions = handle.subscribe();
+    let svc = layer.layer(Downstream::default());
+    let start = tokio::time::Instant::now();
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let hung = tokio::spawn(svc.clone().oneshot(Do::Hang));
+    tokio::task::yield_now().await;
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+
+    // Well past the limit (1 s + 30 s), and no call arrives.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(handle.state(), State::Open, "open again at the limit");
+    let snap = handle.snapshot();
+    assert_eq!(snap.trips, 2);
+    // Open for 2 s (the grown period) from the limit at 31 s: half-open again at 33 s.
+    assert_eq!(snap.next_probe_in, Some(Duration::from_secs(1)));
+    let seen: Vec<_> = std::iter::from_fn(|| transitions.try_recv())
+        .map(|t| (t.from, t.to, t.cause, t.at - start))
+        .collect();
+    let s = Duration::from_secs;
+    assert_eq!(
+        seen,
+        vec![
+            (State::Closed, State::Open, Cause::ConsecutiveFailures, s(0)),
+            (State::Open, State::HalfOpen, Cause::OpenElapsed, s(1)),
+            (State::HalfOpen, State::Open, Cause::HalfOpenTimeout, s(31)),
+        ]
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(handle.state(), State::HalfOpen);
+    let t = transitions.try_recv().unwrap();
+    assert_eq!(
+        (t.to, t.cause, t.at - start),
+        (State::HalfOpen, Cause::OpenElapsed, s(33))
+    );
+    hung.abort();
+}
+
+/// Resilience4j's scenario: a hung probe, and the next call arrives well after the
+/// half-open limit. The open period counted from the limit is over by then, so that
+/// call probes (and closes the breaker) instead of re-opening it from its own arrival.
+#[tokio::test(start_paused = true)]
+async fn a_call_after_the_half_open_limit_finds_the_open_period_counted_from_the_limit() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let hung = tokio::spawn(svc.clone().oneshot(Do::Hang));
+    tokio::task::yield_now().await;
+    // The limit is at 31 s; re-opened for 2 s from there; the call comes at 40 s.
+    tokio::time::advance(Duration::from_secs(39)).await;
+    assert!(call(&svc, Do::Succeed).await.is_ok(), "the call is a probe");
+    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.snapshot().trips, 2);
+    hung.abort();
+}
+
+/// The end of an open period is seen without a call: by `state()`, and by a subscriber
+/// waiting in `recv`, dated at the end of the period.
+#[tokio::test(start_paused = true)]
+async fn the_end_of_an_open_period_is_seen_without_a_call() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let mut transitions = handle.subscribe();
+    let svc = layer.layer(Downstream::default());
+    let start = tokio::time::Instant::now();
+    let _ = call(&svc, Do::Fail).await;
+    assert_eq!(transitions.recv().await.unwrap().to, State::Open);
+    // A subscriber waiting in `recv` (the paused clock jumps to the next timer).
+    let next = tokio::time::timeout(Duration::from_secs(10), transitions.recv())
+        .await
+        .expect("recv sees the open period end without a call")
+        .unwrap();
+    assert_eq!(
+        (next.from, next.to, next.cause, next.at - start),
+        (
+            State::Open,
+            State::HalfOpen,
+            Cause::OpenElapsed,
+            Duration::from_secs(1)
+        )
+    );
+    assert_eq!(handle.state(), State::HalfOpen);
 }

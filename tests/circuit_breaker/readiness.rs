@@ -204,3 +204,73 @@ async fn a_second_poll_ready_looks_again_instead_of_repeating_an_old_rejection()
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
     assert!(svc.call(Do::Succeed).await.is_ok());
 }
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Counted(AtomicUsize);
+
+impl std::task::Wake for Counted {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Backpressure wakes only as many waiters as can proceed: one probe slot given back
+/// wakes one waiter, not every one; closing wakes the rest.
+#[tokio::test(start_paused = true)]
+async fn one_freed_probe_slot_wakes_one_waiter_not_all() {
+    let layer = trips_after(1, Duration::from_secs(1))
+        .half_open_probes(1)
+        .readiness(Readiness::Backpressure)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Downstream::default());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // The only probe slot is taken by a probe that hangs.
+    let mut probe = svc.clone().oneshot(Do::Hang);
+    assert!((&mut probe).now_or_never().is_none());
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+
+    // Ten services wait, each polled from its own task (waker).
+    let mut waiters: Vec<_> = (0..10)
+        .map(|_| (svc.clone(), Arc::new(Counted::default())))
+        .collect();
+    for (waiter, woken) in &mut waiters {
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(waiter.poll_ready(&mut cx).is_pending());
+    }
+    let wakes = |waiters: &[(_, Arc<Counted>)]| -> Vec<usize> {
+        waiters
+            .iter()
+            .map(|(_, w)| w.0.load(Ordering::SeqCst))
+            .collect()
+    };
+    assert_eq!(wakes(&waiters).iter().sum::<usize>(), 0);
+
+    // The probe is dropped: one slot comes back, one waiter is woken.
+    drop(probe);
+    let woken = wakes(&waiters);
+    assert_eq!(
+        woken.iter().sum::<usize>(),
+        1,
+        "one slot, one wake: {woken:?}"
+    );
+    let first = woken.iter().position(|&n| n == 1).unwrap();
+    assert_eq!(first, 0, "the oldest waiter first");
+
+    // It proceeds and its probe closes the breaker: now everyone is woken.
+    let (waiter, counted) = &mut waiters[first];
+    let waker = std::task::Waker::from(counted.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(matches!(waiter.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    assert!(waiter.call(Do::Succeed).await.is_ok());
+    assert_eq!(handle.state(), State::Closed);
+    assert!(
+        wakes(&waiters).iter().all(|&n| n == 1),
+        "{:?}",
+        wakes(&waiters)
+    );
+}
