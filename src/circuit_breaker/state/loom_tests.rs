@@ -67,7 +67,7 @@ fn assert_chain(start: State, seen: &[(State, State)], shared: &Shared) {
     }
     assert_eq!(
         state,
-        shared.state(),
+        shared.word().state(),
         "the last transition seen is not the state: {seen:?}"
     );
 }
