@@ -387,6 +387,12 @@ fn caused_by_body_error(error: &reqwest::Error) -> bool {
                     | ErrorKind::TimedOut
             )
         });
+        // An HTTP/2 stream or connection that broke off: `h2::Error` keeps its I/O
+        // error to itself (it has no `source()`).
+        let broke = broke
+            || error
+                .downcast_ref::<h2::Error>()
+                .is_some_and(|h2| h2.is_io() || h2.is_reset() || h2.is_go_away());
         if broke {
             return true;
         }

@@ -991,20 +991,15 @@ fn mid_body_cut(case: &str, reset: bool, transports: &[Transport], misread: &[Tr
 
 #[test]
 fn a_reset_in_the_middle_of_a_body_is_a_body_error_and_a_post_is_not_resent() {
-    // Over HTTP/2 the body's error is misread (see the ignored test below): tolerated
-    // here so that the rest of what this test checks holds over HTTP/2 too.
-    mid_body_cut("cut_reset", true, &TRANSPORTS, &[Transport::Http2]);
+    mid_body_cut("cut_reset", true, &TRANSPORTS, &[]);
 }
 
-/// A defect, for the owner of `src/reqwest.rs`: over HTTP/2 a body cut by a reset
-/// reaches the caller as `reqwest::Error` (decode) ← `hyper::Error` ("error reading a
-/// body from connection") ← `h2::Error` ("connection reset"), and `h2::Error` has no
-/// `source()` (its `io::Error` is behind `get_io()`), so `ReqwestClassifier` finds no
-/// sign of the transport under the decode error and calls it content that cannot be
-/// decoded: not retryable. Its table says a body that broke off is a retryable failure.
-/// Fails now; un-ignore with the fix.
+/// Over HTTP/2 a body cut by a reset reaches the caller as `reqwest::Error` (decode) ←
+/// `hyper::Error` ("error reading a body from connection") ← `h2::Error` ("connection
+/// reset"), and `h2::Error` has no `source()` (its `io::Error` is behind `get_io()`):
+/// `ReqwestClassifier` must still see a body that broke off, a retryable failure (it
+/// took it for content that could not be decoded before it looked for `h2::Error`).
 #[test]
-#[ignore = "defect in src/reqwest.rs: an HTTP/2 body cut is classified as not retryable"]
 fn an_http2_body_cut_by_a_reset_is_a_retryable_failure() {
     mid_body_cut("cut_reset_h2", true, &[Transport::Http2], &[]);
 }
