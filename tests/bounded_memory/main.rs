@@ -24,12 +24,12 @@ macro_rules! scaled {
 mod support;
 
 // Each area adds its module here.
+mod breaker;
 mod bulkhead;
 mod deadline;
 mod hedge;
 mod policy;
 mod registry;
-mod breaker;
 
 // ===== live heap bytes =====
 
