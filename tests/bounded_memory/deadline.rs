@@ -89,7 +89,9 @@ async fn abandon_a_million_waits() {
         }
     }
     let before = before.unwrap();
-    assert_heap_within("a million abandoned readiness waits", before, 16 * 1024);
+    // A fixed bound: the runtime's own tables settle about 22 KB higher in a release
+    // build; a leak of one byte per caller would be a megabyte.
+    assert_heap_within("a million abandoned readiness waits", before, 64 * 1024);
 
     // The service is still fit for use: a ready inner service is called at once, with
     // the whole deadline.
