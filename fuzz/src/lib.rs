@@ -318,6 +318,7 @@ pub fn chaos_headers(wait: Duration) -> http::HeaderMap {
         .rate(1.0)
         .status(503)
         .retry_after(wait)
+        .enabled(true)
         .build()
         .unwrap()
         .layer(tower::service_fn(|_: http::Request<()>| async {
