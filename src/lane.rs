@@ -48,6 +48,8 @@ impl<L> LaneRef<L> {
 
     /// A part of the lane (say, the window totals inside a breaker's lane), held the way
     /// the lane is.
+    // Only the breaker's lanes have parts.
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
     pub(crate) fn part<T: 'static>(&self) -> PartRef<T>
     where
         L: AsRef<T> + Send + Sync,
@@ -91,6 +93,7 @@ impl<L: fmt::Debug> fmt::Debug for LaneRef<L> {
 }
 
 /// A part of a lane, held the way its lane is (see [`LaneRef::part`]).
+#[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 pub(crate) enum PartRef<T: 'static> {
     Pooled(&'static T),
     Counted(Arc<dyn AsRef<T> + Send + Sync>),

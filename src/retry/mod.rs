@@ -239,6 +239,7 @@ impl<C, B, R> Builder<C, B, R> {
 
     /// The classifier and the replay together, whatever the classifier: for a policy,
     /// which sets both.
+    #[cfg_attr(not(feature = "policy"), allow(dead_code))]
     pub(crate) fn classify_and_replay<C2, R2>(
         self,
         classifier: C2,
