@@ -917,7 +917,15 @@ impl Shared {
                     None => break,
                 }
             }
-            self.announcing_now.store(false, Ordering::Release);
+            // A swap, not a store, though a store would do in the memory model: loom
+            // (0.7, tokio-rs/loom#254) lets a plain store slip before another thread's
+            // swap that read this thread's `true`, so that this thread's next swap reads
+            // `true` again and the last transition is never announced (an interleaving
+            // the memory model rules out, which the model
+            // `concurrent_transitions_agree_and_a_late_probe_decides_nothing` reported as
+            // a lost announcement). Every access being a read-modify-write, loom keeps
+            // them in one order. A cold path: once per batch of transitions.
+            self.announcing_now.swap(false, Ordering::Release);
             // A transition queued after the last look, by a thread that found this one
             // still announcing, is announced by this one.
             if self.lock().announcements.is_empty() {
