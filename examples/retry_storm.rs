@@ -130,7 +130,7 @@ impl Downstream {
 
     fn service(
         self: &Rc<Self>,
-    ) -> impl Service<u64, Response = u64, Error = DownstreamError> + Clone {
+    ) -> impl Service<u64, Response = u64, Error = DownstreamError> + Clone + use<> {
         let this = self.clone();
         tower::service_fn(move |request: u64| {
             this.attempts.set(this.attempts.get() + 1);

@@ -52,15 +52,6 @@ fn waves(registry: &Registry, series: impl Fn() -> usize) -> (usize, usize) {
     (first, series())
 }
 
-#[cfg(not(feature = "metrics"))]
-#[test]
-fn a_million_keys_leave_the_heap_at_baseline() {
-    let _serial = serial();
-    let registry = registry();
-    waves(&registry, || 0);
-}
-
-#[cfg(feature = "metrics")]
 #[test]
 fn a_million_keys_leave_the_heap_and_the_metric_series_at_baseline() {
     use metrics_util::debugging::DebuggingRecorder;

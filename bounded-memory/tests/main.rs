@@ -3,12 +3,11 @@
 //!
 //! Every test here takes [`serial`] first: the live-byte counter is global to the
 //! process, so two tests measuring at once would see each other's allocations.
-#![cfg(feature = "policy")]
 
 /// `full` in an optimised build, a tenth of it in a debug one. The tests below drive a
-/// million callers or objects, which takes minutes unoptimised; CI runs this binary once
-/// with `--release` at full size. At a tenth, a leak of one byte per caller is still more
-/// than every bound here.
+/// million callers or objects, which takes minutes unoptimised; CI runs them with
+/// `cargo test --release -p seawall-bounded-memory` at full size. At a tenth, a leak of
+/// one byte per caller is still more than every bound here.
 macro_rules! scaled {
     ($full:expr) => {
         if cfg!(debug_assertions) {
@@ -20,7 +19,7 @@ macro_rules! scaled {
 }
 
 // `support` allows its own dead code.
-#[path = "../support/mod.rs"]
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 // Each area adds its module here.
