@@ -12,16 +12,14 @@
 //! dropped unpolled; a few callers ready the service and then drop it without calling. A
 //! caller told `CircuitOpen` waits for the next probe (at most 2 ms), as a well-behaved
 //! client would, so that most calls go through the whole stack.
-//! Alongside, the callers churn a [`Registry`] (many more keys than its capacity) and make
-//! a call through each policy it hands out.
+//! Alongside, the callers churn a [`Registry`] (many more keys than its capacity, each
+//! policy named after its key) and make a call through each policy it hands out.
 //!
 //! **What is checked**, after the callers finish (times are real, so nothing here is
 //! asserted about how long anything took):
 //!
 //! - every call got exactly one result: issued = ok + err + dropped, and the policy saw
-//!   exactly the calls issued (the budget's deposits equal the calls issued; first
-//!   attempts that went out, `seawall_retry_attempts_total{kind="first"}`, are at most
-//!   that: a first attempt rejected below or dropped unpolled is not one);
+//!   exactly the calls issued (the budget's deposits equal the calls issued);
 //! - in flight never passed the bulkhead's limit, as the downstream counts it (from the
 //!   call into the downstream until its future is dropped) and as the bulkhead's handle
 //!   says (sampled);
@@ -31,12 +29,35 @@
 //! - the budget balances: with a window far longer than the test (nothing leaves it),
 //!   balance = floor + ratio × deposits − withdrawals, exactly (refunded retries are
 //!   not in `withdrawals`);
-//! - the metrics add up (see [`check_metrics`] for the exact identities);
+//! - the metrics add up, against the callers' own counts, the downstream's and the
+//!   handles' (see [`check_metrics`] for each identity and bound and why it holds): first
+//!   attempts are bounded on both sides by the calls issued and the calls that ended
+//!   without one going out; the attempts counted reach the downstream (exactly, but for
+//!   the calls dropped unpolled and one rare race, also while the breaker trips and
+//!   recovers one call at a time); the budget's withdrawals = retries + hedges not
+//!   rejected, exactly; histograms are recorded (as sample counts, see [`Recording`])
+//!   and bounded on both sides by the counters: retry delays by the retries, bulkhead
+//!   waits by the bulkhead's rejections and the readiness waits possible;
+//! - the registry's counters add up too (see [`check_registry_metrics`]): over every
+//!   policy it named, first attempts = the callers' calls through it and breaker
+//!   successes = their `Ok`s, exactly, and no retry delay nor bulkhead wait;
+//! - metric series are bounded (see [`check_series`]): the registry names each policy
+//!   after its key (`downstream/endpoint`), bounded by
+//!   [`metric_names`](seawall::policy::RegistryBuilder::metric_names); the soak ends
+//!   with the series the warm-up had (but for the soak policy's breaker transitions
+//!   first seen later), and with at most `2 × METRIC_NAMES + 1` registry names;
 //! - memory did not grow: the registry never held more than its capacity, and the live
 //!   heap after the soak is within `MEMORY_SLACK` of the live heap after a warm-up phase
 //!   of the same shape.
+//!
+//! **Compile time.** Every service is boxed where it is built ([`Svc`]): the downstreams
+//! *below* the policies, and the policies' services, which every helper takes as that
+//! one concrete type. Over concrete downstreams (`tower::service_fn`s), type-checking
+//! this file (`cargo check --test soak`, which clippy and the test build both pay) took
+//! about 6 minutes on 2 cores; over boxed ones, under 2 seconds.
 #![cfg(all(feature = "policy", feature = "chaos", feature = "metrics"))]
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,7 +66,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::CompositeKey;
 use seawall::chaos::{FaultLayer, InjectedFault};
@@ -55,6 +78,7 @@ use seawall::policy::{Policy, PolicyHandle, Registry};
 use seawall::retry::backoff::ExponentialBackoff;
 use seawall::retry::budget::RetryBudget;
 use seawall::BoxError;
+use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceExt};
 
 // ===== the shape of the soak =====
@@ -77,10 +101,23 @@ const OUTAGE_RATE: f64 = 0.9;
 const LIMIT: u32 = 16;
 /// Half-open probes.
 const PROBES: u32 = 2;
-/// The registry's capacity, and its key space (downstreams × endpoints), far larger.
+/// The registry's capacity, and its key space (downstreams × endpoints × 4 ports), far
+/// larger.
 const REGISTRY_CAPACITY: usize = 128;
 const DOWNSTREAMS: u64 = 64;
 const ENDPOINTS: u64 = 256;
+/// The registry's bound on names ([`RegistryBuilder::metric_names`]): the first this
+/// many keys keep their name (`downstream/endpoint`), the policies of this many
+/// downstreams beyond are named after the downstream, the rest
+/// `seawall_registry_overflow`. Below `DOWNSTREAMS`, so that every kind of name is made.
+///
+/// [`RegistryBuilder::metric_names`]: seawall::policy::RegistryBuilder::metric_names
+const METRIC_NAMES: usize = 32;
+/// The name of the registry's policies beyond both bounds.
+const OVERFLOW_NAME: &str = "seawall_registry_overflow";
+/// Breaker transitions (`from`, `to`) of the soak's policy that may be first seen after
+/// the warm-up: closed→open, open→half_open, half_open→closed, half_open→open.
+const LATE_TRANSITIONS: usize = 4;
 /// One call in this many also takes a policy from the registry and calls through it.
 const REGISTRY_EVERY: u64 = 32;
 /// The budget: ratio and floor, over a window far longer than the test.
@@ -166,10 +203,27 @@ mod live_heap {
 
 // ===== metrics =====
 
-/// Counters and gauges go to a [`DebuggingRecorder`]; histograms go nowhere, because the
-/// debugging recorder keeps every sample until it is read, which the memory check would
-/// see as growth (no identity here needs a histogram).
+/// Counters and gauges go to a [`DebuggingRecorder`]; a histogram is kept as the number
+/// of its samples, a counter named `<name>.samples` with the histogram's labels in the
+/// same recorder ([`SampleCount`]): the debugging recorder would keep every sample until
+/// it is read, which the memory check would see as growth, while a count is one series
+/// of fixed size, and it is what the identities need (how many waits and delays were
+/// recorded, not how long they were).
 struct Recording(DebuggingRecorder);
+
+/// A histogram that counts its samples (see [`Recording`]).
+struct SampleCount(Counter);
+
+impl HistogramFn for SampleCount {
+    fn record(&self, _: f64) {
+        self.0.increment(1);
+    }
+}
+
+/// The name of the counter of a histogram's samples.
+fn samples(histogram: &str) -> String {
+    format!("{histogram}.samples")
+}
 
 impl Recorder for Recording {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
@@ -185,13 +239,27 @@ impl Recorder for Recording {
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
         self.0.register_gauge(key, metadata)
     }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        let count = Key::from_parts(
+            samples(key.name()),
+            key.labels().cloned().collect::<Vec<_>>(),
+        );
+        Histogram::from_arc(Arc::new(SampleCount(
+            self.0.register_counter(&count, metadata),
+        )))
     }
 }
 
-/// One reading of every counter and gauge.
+/// One reading of every counter and gauge (histograms as their sample counts).
 struct Metrics(Vec<(CompositeKey, DebugValue)>);
+
+/// The value of a key's label.
+fn label<'a>(key: &'a CompositeKey, name: &str) -> Option<&'a str> {
+    key.key()
+        .labels()
+        .find(|l| l.key() == name)
+        .map(|l| l.value())
+}
 
 impl Metrics {
     fn read(snapshotter: &Snapshotter) -> Self {
@@ -205,15 +273,15 @@ impl Metrics {
         )
     }
 
-    /// The sum of the metrics named `name` whose labels include `labels`, as counted by
-    /// the policy `policy` (0 if there is none).
-    fn sum(&self, name: &str, policy: &str, labels: &[(&str, &str)]) -> f64 {
+    /// The sum of the metrics named `name` whose labels include `labels`, over the
+    /// policies whose `policy` label `policy` accepts (0 if there is none).
+    fn sum_over(&self, name: &str, policy: impl Fn(&str) -> bool, labels: &[(&str, &str)]) -> f64 {
         self.0
             .iter()
             .filter(|(key, _)| {
-                let key = key.key();
-                let has = |k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
-                key.name() == name && has("policy", policy) && labels.iter().all(|(k, v)| has(k, v))
+                key.key().name() == name
+                    && label(key, "policy").is_some_and(&policy)
+                    && labels.iter().all(|(k, v)| label(key, k) == Some(*v))
             })
             .map(|(_, value)| match value {
                 DebugValue::Counter(n) => *n as f64,
@@ -223,25 +291,25 @@ impl Metrics {
             .sum()
     }
 
+    /// The sum of the metrics named `name` whose labels include `labels`, as counted by
+    /// the policy `policy` (0 if there is none).
+    fn sum(&self, name: &str, policy: &str, labels: &[(&str, &str)]) -> f64 {
+        self.sum_over(name, |p| p == policy, labels)
+    }
+
     /// The breaker's transitions, `from->to=count`.
     fn transitions(&self) -> String {
         let mut out: Vec<String> = self
             .0
             .iter()
             .filter(|(key, _)| key.key().name() == "seawall_circuit_breaker_transitions_total")
-            .filter_map(|(key, value)| {
-                let label = |k: &str| {
-                    key.key()
-                        .labels()
-                        .find(|l| l.key() == k)
-                        .map(|l| l.value().to_owned())
-                };
-                match (label("policy")?.as_str(), value) {
-                    (POLICY, DebugValue::Counter(n)) => {
-                        Some(format!("{}->{}={n}", label("from")?, label("to")?))
-                    }
-                    _ => None,
-                }
+            .filter_map(|(key, value)| match (label(key, "policy")?, value) {
+                (POLICY, DebugValue::Counter(n)) => Some(format!(
+                    "{}->{}={n}",
+                    label(key, "from")?,
+                    label(key, "to")?
+                )),
+                _ => None,
             })
             .collect();
         out.sort();
@@ -252,13 +320,44 @@ impl Metrics {
     fn count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.sum(name, POLICY, labels) as u64
     }
+
+    /// A counter summed over the registry's policies (every policy but the soak's), as
+    /// an integer.
+    fn registry_count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.sum_over(name, |p| p != POLICY, labels) as u64
+    }
+
+    /// Every series (name and labels) the recorder holds.
+    fn series(&self) -> HashSet<&CompositeKey> {
+        self.0.iter().map(|(key, _)| key).collect()
+    }
+
+    /// The series of each `policy` label value.
+    fn policies(&self) -> BTreeMap<&str, usize> {
+        let mut policies = BTreeMap::new();
+        for (key, _) in &self.0 {
+            if let Some(policy) = label(key, "policy") {
+                *policies.entry(policy).or_default() += 1;
+            }
+        }
+        policies
+    }
+
+    /// What the soak's policy counted of the attempts that reached the downstream, and
+    /// what the downstream counted, now; see [`check_reached`].
+    fn reached(&self, handle: &PolicyHandle, downstream: &Downstream) -> Reached {
+        let hedge = handle.hedge().unwrap().snapshot();
+        let attempts = |kind| self.count("seawall_retry_attempts_total", &[("kind", kind)]);
+        Reached {
+            counted: attempts("first") + attempts("retry") + attempts("hedge") - hedge.rejected,
+            calls: downstream.calls.load(Ordering::SeqCst),
+            lost_hedges: hedge.hedges - hedge.rejected - hedge.wins,
+        }
+    }
 }
 
 /// The soak's policy (its `policy` label).
 const POLICY: &str = "soak";
-/// The registry's policies all share one name, so that churning keys adds no metric
-/// series (a recorder keeps every series it has seen, as any exporter would).
-const REGISTRY_POLICY: &str = "soak-registry";
 
 // ===== randomness =====
 
@@ -503,13 +602,9 @@ impl Shared {
         let len = self.registry.len();
         self.registry_max_len
             .fetch_max(len as u64, Ordering::Relaxed);
-        // Boxed: proving the concrete stack's future `Send` inside an `async` block trips
-        // over rustc's higher-ranked lifetime errors (rust-lang/rust#102211); as a bound
-        // of `BoxService::new` it is proved from the impls.
-        let svc =
-            tower::util::BoxService::new(policy.layer(tower::service_fn(|n: u64| async move {
-                Ok::<_, BoxError>(n)
-            })));
+        // Boxed, over a boxed downstream: the same type as the soak's (see `Svc`).
+        let echo = tower::service_fn(|n: u64| async move { Ok::<_, BoxError>(n) });
+        let svc: Svc = BoxCloneService::new(policy.layer(Svc::new(echo)));
         tally.registry_calls += 1;
         if svc.oneshot(rng.next()).await.is_ok() {
             tally.registry_ok += 1;
@@ -517,11 +612,23 @@ impl Shared {
     }
 }
 
+/// Every service here, its type erased where it is built: the downstreams below the
+/// policies (the soak's tracked one with its faults, the registry's echo), and the
+/// policies' services over them.
+///
+/// Boxing the downstream *below* the policy is what keeps this file's type-checking
+/// short: a one-line test that calls a default policy over a concrete
+/// `tower::service_fn` takes rustc 45 to 60 s to type-check, and about one second over
+/// a `BoxCloneService`. Both policies here are then one type,
+/// `PolicyService<Svc>`, boxed again so that the helpers below take one concrete type
+/// rather than a generic `S` instantiated with the whole stack (whose futures' `Send`
+/// proofs are rust-lang/rust#102211's kind). Its future is `Send` (proved once, by
+/// `BoxCloneService::new`'s bounds), so callers can be spawned with a clone each; it is
+/// `Send` but not `Sync`, which nothing here needs.
+type Svc = BoxCloneService<u64, u64, BoxError>;
+
 /// Wait until `svc` is ready, then call it (and say so in `called`).
-async fn ready_and_call<S>(svc: &mut S, request: u64, called: &mut bool) -> Result<u64, BoxError>
-where
-    S: Service<u64, Response = u64, Error = BoxError>,
-{
+async fn ready_and_call(svc: &mut Svc, request: u64, called: &mut bool) -> Result<u64, BoxError> {
     match svc.ready().await {
         Ok(svc) => {
             *called = true;
@@ -533,11 +640,7 @@ where
 
 /// Make `iterations` calls through `svc`, each awaited, raced, polled once or dropped
 /// at random.
-async fn caller<S>(svc: S, shared: Arc<Shared>, seed: u64, iterations: u64) -> Tally
-where
-    S: Service<u64, Response = u64, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
-{
+async fn caller(svc: Svc, shared: Arc<Shared>, seed: u64, iterations: u64) -> Tally {
     let mut rng = SplitMix64(seed);
     let mut tally = Tally::default();
     for _ in 0..iterations {
@@ -649,17 +752,13 @@ async fn sample(handle: PolicyHandle, stop: Arc<AtomicBool>) -> Seen {
 /// Run `iterations` calls, split over `TASKS` callers, and wait for them all. A caller
 /// whose call never answers stops the calls from advancing: after 60 s without a single
 /// new call, that is reported as a hang.
-async fn phase<S>(
-    svc: &S,
+async fn phase(
+    svc: &Svc,
     shared: &Arc<Shared>,
     handle: &PolicyHandle,
     seed: u64,
     iterations: u64,
-) -> (Tally, Seen)
-where
-    S: Service<u64, Response = u64, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
-{
+) -> (Tally, Seen) {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(sample(handle.clone(), stop.clone()));
     let mut seeds = SplitMix64(seed);
@@ -754,7 +853,8 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
         .build()
         .unwrap();
     let handle = policy.handle();
-    let svc = policy.layer(Tracked {
+    // The downstream boxed below the policy, and the policy's service boxed: see `Svc`.
+    let below: Svc = BoxCloneService::new(Tracked {
         inner: chaos.layer({
             let downstream = downstream.clone();
             tower::service_fn(move |n: u64| {
@@ -770,16 +870,20 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
         }),
         downstream: downstream.clone(),
     });
+    let svc: Svc = BoxCloneService::new(policy.layer(below));
 
     let registry_builds = Arc::new(AtomicU64::new(0));
     let registry = Registry::builder({
         let builds = registry_builds.clone();
-        move |_downstream, _endpoint| {
+        move |downstream, endpoint| {
             builds.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, BoxError>(Policy::builder(REGISTRY_POLICY))
+            // Named after the key, as the registry's docs advise: the names, and with
+            // them the metric series, are bounded by `metric_names` alone.
+            Ok::<_, BoxError>(Policy::builder(format!("{downstream}/{endpoint}")))
         }
     })
     .max_entries(REGISTRY_CAPACITY)
+    .metric_names(METRIC_NAMES)
     .share_budget_per_downstream(true)
     .build()
     .unwrap();
@@ -799,6 +903,9 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
     let (warm_up, _) =
         runtime.block_on(async { phase(&svc, &shared, &handle, SEED, WARM_UP_CALLS).await });
     runtime.block_on(async { tokio::time::sleep(ms(50)).await });
+    // Read before the baseline, and kept until after the soak's reading: the live heap
+    // has it both times.
+    let warmed_up = Metrics::read(&snapshotter);
     let baseline = live_heap::bytes();
     let warm_up_secs = started.elapsed().as_secs_f64();
 
@@ -829,7 +936,9 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
     assert_eq!(downstream.in_flight.load(Ordering::SeqCst), 0);
 
     // One more outage trips the breaker; then the faults stop, and healthy traffic must
-    // close it again through its half-open probes (no probe slot stuck).
+    // close it again through its half-open probes (no probe slot stuck). Both one call
+    // at a time, each awaited to its end: see `check_reached`.
+    let before_trip = Metrics::read(&snapshotter).reached(&handle, &downstream);
     let tripped = runtime.block_on(trip(&svc, breaker, &shared.chaos));
     assert_ne!(
         breaker.state(),
@@ -841,6 +950,8 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
     recovery += tripped;
 
     let metrics = Metrics::read(&snapshotter);
+    let reached = metrics.reached(&handle, &downstream);
+    let sequential = reached.since(&before_trip);
     let mut total = warm_up;
     total += soak;
     total += recovery;
@@ -853,6 +964,10 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
          {} times)\n  \
          budget {:?}\n  hedge {:?}\n  chaos {:?}\n  outages {}, registry builds {}, \
          registry max len {}\n  transitions {}\n  \
+         attempts counted reaching the downstream {reached:?}, while tripping and \
+         recovering {sequential:?}\n  \
+         histogram samples: retry delays {}, bulkhead waits {}\n  \
+         series {} after warm-up, {} at the end; policy names {} ({} of the registry's)\n  \
          live heap: {baseline} B after warm-up, {after} B after the soak ({:+} B)",
         total.issued,
         warm_up.iterations,
@@ -869,6 +984,12 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
         shared.registry_builds.load(Ordering::Relaxed),
         shared.registry_max_len.load(Ordering::Relaxed),
         metrics.transitions(),
+        metrics.count(&samples("seawall_retry_delay_seconds"), &[]),
+        metrics.count(&samples("seawall_bulkhead_wait_seconds"), &[]),
+        warmed_up.0.len(),
+        metrics.0.len(),
+        metrics.policies().len(),
+        metrics.policies().keys().filter(|p| **p != POLICY).count(),
         after - baseline,
     );
 
@@ -876,20 +997,20 @@ fn a_million_calls_through_the_full_policy_leak_nothing_and_add_up() {
     check_breaker(&handle, &seen, &shared);
     check_budget(&handle, &total);
     check_metrics(&metrics, &handle, &shared, &downstream, &total);
+    check_reached(&reached, &sequential, &total, &recovery);
     check_registry(&shared);
+    check_registry_metrics(&metrics, &total);
+    check_series(&warmed_up, &metrics);
     check_memory(baseline, after);
     check_in_flight(&downstream, &seen);
 }
 
 /// Calls, one at a time, every one of them given a fault, until the breaker opens.
-async fn trip<S>(
-    svc: &S,
+async fn trip(
+    svc: &Svc,
     breaker: &seawall::circuit_breaker::Handle,
     chaos: &seawall::chaos::Handle,
-) -> Tally
-where
-    S: Service<u64, Response = u64, Error = BoxError> + Clone,
-{
+) -> Tally {
     chaos.set_rate(1.0).unwrap();
     let mut tally = Tally::default();
     for n in 0..10_000u64 {
@@ -906,10 +1027,7 @@ where
 
 /// Healthy calls, one at a time, until the breaker has closed and stayed closed for a
 /// while: a half-open breaker with a stuck probe slot would never close.
-async fn recover<S>(svc: &S, breaker: &seawall::circuit_breaker::Handle) -> Tally
-where
-    S: Service<u64, Response = u64, Error = BoxError> + Clone,
-{
+async fn recover(svc: &Svc, breaker: &seawall::circuit_breaker::Handle) -> Tally {
     let mut tally = Tally::default();
     let mut closed_in_a_row = 0;
     for n in 0..10_000u64 {
@@ -1021,12 +1139,18 @@ fn check_budget(handle: &PolicyHandle, total: &Tally) {
     assert!(budget.withdrawals > 0 && budget.denials > 0, "{budget:?}");
 }
 
-/// The identities the metrics must satisfy (names from `seawall::metrics`, all with
-/// `policy="soak"`):
+/// The identities and bounds the metrics must satisfy (names from `seawall::metrics`,
+/// all with `policy="soak"`), and why each holds:
 ///
-/// - `seawall_retry_attempts_total{kind="first"}` ≤ calls issued = budget deposits (an
-///   attempt rejected by a stage below, or dropped before it was polled, did not go
-///   out and is not counted);
+/// - first attempts, `seawall_retry_attempts_total{kind="first"}`, two-sided:
+///   issued − dropped unpolled − (calls that ended `CircuitOpen`, `BulkheadFull` or
+///   `DeadlineExceeded`) ≤ first ≤ issued. Each call has one first attempt, counted at
+///   most once. It is counted unless a stage below rejected it (the breaker, the
+///   bulkhead, a spent deadline: a rejection is at once, it is never retried, so the call
+///   ends with it, and the caller counted that error) or it was dropped before its
+///   first poll (only the calls dropped unpolled; a call polled once has its first
+///   attempt out, and counted when dropped). The callers' own counts are used, not the
+///   layers' rejection counters, which also count retries and hedges: a tighter bound;
 /// - `seawall_circuit_breaker_calls_total{outcome="success"}` = calls answered `Ok` to
 ///   their callers = `Ok`s of the downstream `service_fn` (a success travels up to the
 ///   caller in the same poll, and no success is dropped on the way);
@@ -1036,10 +1160,28 @@ fn check_budget(handle: &PolicyHandle, total: &Tally) {
 ///   record nothing: cancelled by the caller dropping the call, by a hedge or first
 ///   attempt winning over it, or by the deadline, or a hedge rejected below; so
 ///   0 ≤ unanswered ≤ dropped calls + hedges + calls that ended with `DeadlineExceeded`;
-/// - retries: `seawall_retry_attempts_total{kind="retry"}` ≥ the budget's withdrawals
-///   less hedges kept (a retry that a stage below rejected is refunded, one dropped
-///   while it waited was never sent), and budget denials =
-///   `seawall_retry_budget_denials_total` + `seawall_hedge_budget_denials_total`;
+/// - the budget's withdrawals = retries (`kind="retry"`) + hedges − hedges rejected
+///   below, exactly: a retry takes from the budget when it is decided and gives it back
+///   unless it is sent and not rejected, which is exactly when it is counted (it is
+///   polled as soon as it is sent, so it is counted if cancelled later); a hedge takes
+///   when it is sent (and is counted then), and gives back only when rejected below
+///   (the hedge's `rejected`). Budget denials = `seawall_retry_budget_denials_total` +
+///   `seawall_hedge_budget_denials_total`;
+/// - `seawall_retry_delay_seconds`, two-sided: retries ≤ samples ≤ retries + dropped +
+///   (calls that ended `CircuitOpen`, `BulkheadFull` or `DeadlineExceeded`). A sample is
+///   recorded for each retry the budget granted; each is sent and counted, or given
+///   back: when the call is dropped (or its deadline drops it) while the retry waits,
+///   or when a stage below rejects it, which ends the call with that rejection; at most
+///   one per call, as a given-back retry ends its call;
+/// - `seawall_bulkhead_wait_seconds`, two-sided: bulkhead rejections ≤ samples ≤
+///   iterations + retry delay samples + hedges + hedge budget denials. A sample is
+///   recorded when a caller queued at the bulkhead gets a permit or gives up at
+///   `max_wait`; the queue is never full here (1024 places, at most 2 waiting per
+///   caller), so every rejection is a queued caller that gave up, after its sample
+///   (every stage readies the bulkhead before calling it). And each sample ends one
+///   readiness of a bulkhead clone: a caller's (one per iteration), the retry stage's
+///   before a granted retry, or the hedge stage's before a hedge (which is then sent or
+///   denied);
 /// - handles and metrics agree: hedges, hedge wins, breaker and bulkhead rejections,
 ///   faults injected by kind;
 /// - gauges at rest: `seawall_bulkhead_in_flight` = 0, `seawall_circuit_breaker_state`
@@ -1066,14 +1208,29 @@ fn check_metrics(
         outcomes("ignored"),
     );
     let breaker_rejections = metrics.count("seawall_circuit_breaker_rejections_total", &[]);
+    let bulkhead_rejections = metrics.count("seawall_bulkhead_rejections_total", &[]);
+    let hedge_denials = metrics.count("seawall_hedge_budget_denials_total", &[]);
+    let delays = metrics.count(&samples("seawall_retry_delay_seconds"), &[]);
+    let waits = metrics.count(&samples("seawall_bulkhead_wait_seconds"), &[]);
     let report = format!(
         "first {first}, retries {retries}, hedges {hedges}, success {success}, failure \
-         {failure}, ignored {ignored}, breaker rejections {breaker_rejections}; {total:?}"
+         {failure}, ignored {ignored}, breaker rejections {breaker_rejections}, bulkhead \
+         rejections {bulkhead_rejections}, retry delays {delays}, bulkhead waits {waits}; \
+         {total:?}"
     );
 
+    // First attempts, two-sided. (`dropped_unpolled` counts the callers that chose to
+    // drop their call unpolled; each made its call: `poll_ready` never fails, as
+    // `check_calls` asserts.)
+    let rejected = total.circuit_open + total.bulkhead_full + total.deadline;
     assert!(
         first <= total.issued,
         "at most one first attempt per call: {report}"
+    );
+    assert!(
+        first + total.dropped_unpolled + rejected >= total.issued,
+        "a first attempt went uncounted, neither rejected below nor dropped unpolled: \
+         {report}"
     );
     assert_eq!(success, total.ok, "{report}");
     assert_eq!(success, downstream.ok.load(Ordering::SeqCst), "{report}");
@@ -1099,16 +1256,31 @@ fn check_metrics(
         metrics.count("seawall_hedge_wins_total", &[]),
         "{hedge:?}"
     );
-    let hedges_kept = hedge.hedges - hedge.rejected;
-    assert!(
-        budget.withdrawals >= hedges_kept && retries >= budget.withdrawals - hedges_kept,
-        "{budget:?} {hedge:?}: {report}"
+    assert_eq!(
+        budget.withdrawals,
+        retries + hedge.hedges - hedge.rejected,
+        "withdrawals kept = retries sent + hedges not rejected below: {budget:?} {hedge:?}: \
+         {report}"
     );
     assert_eq!(
         budget.denials,
-        metrics.count("seawall_retry_budget_denials_total", &[])
-            + metrics.count("seawall_hedge_budget_denials_total", &[]),
+        metrics.count("seawall_retry_budget_denials_total", &[]) + hedge_denials,
         "{budget:?}"
+    );
+
+    // The histograms, as sample counts.
+    assert!(
+        retries <= delays && delays <= retries + total.dropped + rejected,
+        "retry delays recorded: one per retry granted, sent or given back: {report}"
+    );
+    assert!(
+        bulkhead_rejections <= waits && waits <= total.iterations + delays + hedges + hedge_denials,
+        "bulkhead waits recorded: one per rejection at least, one per readiness at most: \
+         {report}"
+    );
+    assert!(
+        delays > 0 && waits > bulkhead_rejections,
+        "the histograms were not recorded, or no caller waited and got a permit: {report}"
     );
 
     let breaker = handle.circuit_breaker().unwrap().snapshot();
@@ -1130,10 +1302,7 @@ fn check_metrics(
     );
 
     let bulkhead = handle.bulkhead().unwrap();
-    assert_eq!(
-        bulkhead.rejections(),
-        metrics.count("seawall_bulkhead_rejections_total", &[])
-    );
+    assert_eq!(bulkhead.rejections(), bulkhead_rejections);
     assert_eq!(metrics.sum("seawall_bulkhead_in_flight", POLICY, &[]), 0.0);
 
     let chaos = shared.chaos.snapshot();
@@ -1149,6 +1318,146 @@ fn check_metrics(
         );
         assert!(n > 0, "no {fault} fault: {chaos:?}");
     }
+}
+
+/// The attempts the soak's policy counted as reaching the downstream, and the calls the
+/// downstream saw, at one moment (see [`check_reached`]).
+#[derive(Debug, Clone, Copy)]
+struct Reached {
+    /// `seawall_retry_attempts_total`, kinds `first`, `retry` and `hedge`, less the
+    /// hedges rejected below.
+    counted: u64,
+    /// Calls into the downstream (`Tracked`).
+    calls: u64,
+    /// Hedges that neither won nor were rejected below.
+    lost_hedges: u64,
+}
+
+impl Reached {
+    /// What happened between `earlier` and now.
+    fn since(&self, earlier: &Reached) -> Reached {
+        Reached {
+            counted: self.counted - earlier.counted,
+            calls: self.calls - earlier.calls,
+            lost_hedges: self.lost_hedges - earlier.lost_hedges,
+        }
+    }
+}
+
+/// The attempts counted are the attempts that reached the downstream (`Tracked`, below
+/// the attempt timeout), but for two kinds of attempt:
+///
+/// - an attempt reaches the downstream when it is *called* (every stage below the
+///   retry calls the next one at once, within `call`), and is counted once it has been
+///   polled (its result, or its cancellation after it answered `Pending`): a first
+///   attempt dropped before its first poll reached the downstream uncounted. Only a
+///   call dropped unpolled (or one whose deadline passed before its first poll) does
+///   that: retries and hedges are polled as soon as they are sent;
+/// - a hedge is counted when it is sent, and taken off again (`rejected`) when a stage
+///   below rejects it; one that a stage below rejected at once, cancelled before it was
+///   polled because the first attempt answered in the same poll (a race of
+///   microseconds), stays counted without reaching the downstream. It is a hedge that
+///   neither won nor was rejected (`lost_hedges`).
+///
+/// Conversely an attempt that reached the downstream was not rejected (nothing below the
+/// attempt timeout rejects), and an attempt not rejected reached it. So, over the whole
+/// run: counted − lost hedges ≤ calls ≤ counted + dropped unpolled + deadlines. And
+/// while the breaker trips and recovers (one call at a time, each awaited to its end, no
+/// drops), exactly calls = counted but for that race: calls ≤ counted ≤ calls + lost
+/// hedges.
+fn check_reached(reached: &Reached, sequential: &Reached, total: &Tally, recovery: &Tally) {
+    assert!(
+        reached.calls + reached.lost_hedges >= reached.counted
+            && reached.calls <= reached.counted + total.dropped_unpolled + total.deadline,
+        "attempts counted vs attempts that reached the downstream: {reached:?}; {total:?}"
+    );
+    assert_eq!(recovery.dropped, 0, "{recovery:?}");
+    assert!(
+        sequential.calls + sequential.lost_hedges >= sequential.counted
+            && sequential.calls <= sequential.counted + recovery.deadline,
+        "one call at a time, the attempts counted are the attempts that reached the \
+         downstream: {sequential:?}; {recovery:?}"
+    );
+}
+
+/// The registry's policies, each with its own name (see [`check_series`] for the names),
+/// summed over every `policy` label but the soak's. Each call through one is a
+/// `oneshot` of an always-`Ok` service, awaited to its end; so, exactly:
+///
+/// - first attempts (`seawall_retry_attempts_total{kind="first"}`) = calls through the
+///   registry's policies (each sent once, answered, counted);
+/// - breaker successes = the callers' `Ok`s (= those calls, as `check_calls` asserts);
+///   no failure, no retry, no retry delay recorded;
+/// - no bulkhead wait recorded: their bulkheads do not queue (`max_wait` zero by
+///   default), and a bulkhead that does not queue records no wait.
+fn check_registry_metrics(metrics: &Metrics, total: &Tally) {
+    let count = |name: &str, labels: &[(&str, &str)]| metrics.registry_count(name, labels);
+    let first = count("seawall_retry_attempts_total", &[("kind", "first")]);
+    let success = count(
+        "seawall_circuit_breaker_calls_total",
+        &[("outcome", "success")],
+    );
+    let report = format!("first {first}, success {success}; {total:?}");
+    assert!(total.registry_calls > 0, "{report}");
+    assert_eq!(first, total.registry_calls, "{report}");
+    assert_eq!(success, total.registry_ok, "{report}");
+    for (name, labels) in [
+        (
+            "seawall_circuit_breaker_calls_total",
+            &[("outcome", "failure")][..],
+        ),
+        ("seawall_retry_attempts_total", &[("kind", "retry")][..]),
+        (&samples("seawall_retry_delay_seconds"), &[][..]),
+        (&samples("seawall_bulkhead_wait_seconds"), &[][..]),
+    ] {
+        assert_eq!(count(name, labels), 0, "{name} {labels:?}: {report}");
+    }
+}
+
+/// The metric series are bounded, whatever the keys: the series at the end are those
+/// after the warm-up (whose registry churn already made every name the bound allows)
+/// but for at most `LATE_TRANSITIONS` breaker transitions of the soak's policy first
+/// seen later; and the registry's names are at most `METRIC_NAMES` keys' own names
+/// (`downstream/endpoint`), at most `min(METRIC_NAMES, DOWNSTREAMS)` downstreams' and
+/// `seawall_registry_overflow`. A registry that named every policy after its key
+/// without a bound fails both: the soak draws thousands of keys the warm-up never did.
+fn check_series(warmed_up: &Metrics, end: &Metrics) {
+    let before = warmed_up.series();
+    let after = end.series();
+    let new: Vec<_> = after.difference(&before).collect();
+    let late = |key: &CompositeKey| {
+        key.key().name() == "seawall_circuit_breaker_transitions_total"
+            && label(key, "policy") == Some(POLICY)
+    };
+    assert!(
+        new.iter().all(|key| late(key)) && new.len() <= LATE_TRANSITIONS,
+        "{} metric series first seen after the warm-up ({} then): {:?}",
+        new.len(),
+        before.len(),
+        new.iter().take(10).collect::<Vec<_>>()
+    );
+    assert!(before.is_subset(&after));
+
+    let policies = end.policies();
+    let names: Vec<&str> = policies.keys().copied().filter(|p| *p != POLICY).collect();
+    let own = names.iter().filter(|n| n.contains('/')).count();
+    let overflow = names.iter().filter(|n| **n == OVERFLOW_NAME).count();
+    let downstreams = names.len() - own - overflow;
+    let bound = METRIC_NAMES + METRIC_NAMES.min(DOWNSTREAMS as usize) + 1;
+    assert!(
+        own <= METRIC_NAMES
+            && downstreams <= METRIC_NAMES.min(DOWNSTREAMS as usize)
+            && names.len() <= bound,
+        "{} registry policy names (at most {bound}): {own} keys', {downstreams} \
+         downstreams', {overflow} overflow; the first: {:?}",
+        names.len(),
+        names.iter().take(10).collect::<Vec<_>>()
+    );
+    // The churn used every kind of name: the bound was reached, not just respected.
+    assert!(
+        own == METRIC_NAMES && downstreams > 0 && overflow == 1,
+        "the registry's names: {own} keys', {downstreams} downstreams', {overflow} overflow"
+    );
 }
 
 fn check_registry(shared: &Shared) {
