@@ -338,6 +338,13 @@ async fn an_empty_budget_stops_hedges_and_retries_alike() {
     let s = budget.snapshot();
     assert_eq!((s.deposits, s.withdrawals, s.denials), (1, 1, 1));
     assert_eq!(handle.hedge().unwrap().snapshot().hedges, 1);
+    // The budget is empty now: the next call is neither hedged nor retried.
+    assert!(svc_is_err(policy.layer(downstream.clone())).await);
+    assert_eq!(downstream.calls(), 3);
+    let s = budget.snapshot();
+    assert_eq!((s.deposits, s.withdrawals, s.denials), (2, 1, 3));
+    let hedge = handle.hedge().unwrap().snapshot();
+    assert_eq!((hedge.hedges, hedge.denials), (1, 1));
 }
 
 async fn svc_is_err(svc: Svc) -> bool {

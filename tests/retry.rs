@@ -133,6 +133,28 @@ async fn local_rejections_are_never_retried_and_spend_no_budget() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let s = budget.snapshot();
     assert_eq!((s.withdrawals, s.denials), (0, 0));
+
+    // The retry stage checks for itself: a classifier that calls every error retryable
+    // (it does not know seawall's rejections) gets no retry of a rejection either.
+    let naive = classify_fn(|r: &Result<(), BoxError>| match r {
+        Ok(_) => Classification::success(),
+        Err(_) => Classification::failure(),
+    });
+    let layer = RetryLayer::builder().classifier(naive).build().unwrap();
+    let budget = layer.budget().unwrap().clone();
+    let calls_before = calls.load(Ordering::SeqCst);
+    let rejecting = {
+        let calls = calls.clone();
+        tower::service_fn(move |_: ()| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), BoxError>(Box::new(seawall::error::BulkheadFull::new())) }
+        })
+    };
+    let err = layer.layer(rejecting).oneshot(()).await.unwrap_err();
+    assert!(err.is::<seawall::error::BulkheadFull>());
+    assert_eq!(calls.load(Ordering::SeqCst), calls_before + 1);
+    let s = budget.snapshot();
+    assert_eq!((s.withdrawals, s.denials), (0, 0));
 }
 
 #[tokio::test(start_paused = true)]

@@ -415,6 +415,10 @@ impl Gate {
             waker.wake();
         }
     }
+
+    fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Service<()> for Gate {
@@ -503,12 +507,61 @@ async fn a_readiness_that_ran_out_and_went_unused_never_fails_a_later_call() {
     assert_eq!(left, Some(100 * MS));
 }
 
+/// A later caller that finds the service not ready (again) waits afresh, whatever an
+/// earlier, unused readiness left: a wait that ran out, or one that ended in readiness.
+#[tokio::test(start_paused = true)]
+async fn a_later_caller_that_finds_the_service_not_ready_waits_afresh() {
+    // The gate opens 50 ms into the later caller's wait: its call has a whole deadline.
+    async fn later_call<S>(svc: &mut S, gate: &Gate) -> Result<Option<Duration>, BoxError>
+    where
+        S: Service<(), Response = Option<Duration>, Error = BoxError>,
+    {
+        let opener = async {
+            tokio::time::sleep(50 * MS).await;
+            gate.open();
+        };
+        let (_, left) = futures::join!(opener, async { svc.ready().await?.call(()).await });
+        left
+    }
+
+    // A wait that ran out (readiness said "ready") and went unused.
+    let gate = Gate::default();
+    let mut svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
+    {
+        let mut wait = std::pin::pin!(ServiceExt::<()>::ready(&mut svc));
+        assert!(futures::poll!(&mut wait).is_pending());
+        tokio::time::sleep(150 * MS).await;
+        assert!(futures::poll!(&mut wait).is_ready());
+    }
+    let left = later_call(&mut svc, &gate)
+        .await
+        .expect("the later caller waited afresh");
+    assert_eq!(left, Some(100 * MS));
+
+    // A wait given up; the service became ready (readiness seen, no call), then not.
+    let gate = Gate::default();
+    let mut svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
+    assert!(tokio::time::timeout(30 * MS, svc.ready()).await.is_err());
+    gate.open();
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    gate.close();
+    tokio::time::sleep(200 * MS).await;
+    let left = later_call(&mut svc, &gate)
+        .await
+        .expect("the later caller waited afresh");
+    assert_eq!(left, Some(100 * MS));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_readiness_wait_still_ends_at_the_deadline_and_the_call_is_not_sent() {
     let gate = Gate::default();
     let mut svc = DeadlineLayer::new(100 * MS).unwrap().layer(gate.clone());
     let start = Instant::now();
-    let ready = svc.ready().await.unwrap();
+    // A wait the deadline no longer bounds fails here rather than hang the test.
+    let ready = tokio::time::timeout(Duration::from_secs(10), svc.ready())
+        .await
+        .expect("the readiness wait ends at the deadline")
+        .unwrap();
     assert_eq!(start.elapsed(), 100 * MS, "the wait ended at the deadline");
     let error = ready.call(()).await.unwrap_err();
     let exceeded = error.downcast_ref::<DeadlineExceeded>().unwrap();

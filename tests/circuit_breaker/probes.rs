@@ -134,6 +134,38 @@ async fn poll_ready_only_observes_a_free_probe_slot() {
     assert_eq!(handle.state(), State::Closed);
 }
 
+/// `poll_ready` only observes, so two services can both see the last probe slot free:
+/// the call decides, and only the first call gets the slot.
+#[tokio::test(start_paused = true)]
+async fn two_services_readied_for_the_last_probe_slot_send_one_probe() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let downstream = Downstream::default();
+    let svc = layer.layer(downstream.clone());
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    let (mut first, mut second) = (svc.clone(), svc.clone());
+    std::future::poll_fn(|cx| first.poll_ready(cx))
+        .await
+        .unwrap();
+    std::future::poll_fn(|cx| second.poll_ready(cx))
+        .await
+        .unwrap();
+    let mut probe = first.call(Do::Hang);
+    assert!((&mut probe).now_or_never().is_none());
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+    let late = second.call(Do::Succeed).await;
+    assert!(
+        is_open(&late),
+        "the slot is taken: the second call is rejected"
+    );
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+    assert_eq!(downstream.received(), 2, "1 failure + 1 probe");
+    drop(probe);
+    assert_eq!(handle.snapshot().probes_in_flight, 0);
+}
+
 /// A service readied and never called (parked in a `ReadyCache`, or an abandoned
 /// `ready()`) must not hold the only probe slot: others probe, and the half-open limit
 /// passing counts no trip.
@@ -306,6 +338,42 @@ async fn a_call_after_the_half_open_limit_finds_the_open_period_counted_from_the
     assert!(call(&svc, Do::Succeed).await.is_ok(), "the call is a probe");
     assert_eq!(handle.state(), State::Closed);
     assert_eq!(handle.snapshot().trips, 2);
+    hung.abort();
+}
+
+/// A hung probe's half-open limit is seen by a subscriber waiting in `recv`, with no
+/// call and no other look at the breaker, dated at the limit.
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_waiting_in_recv_sees_a_hung_probe_reopen_the_breaker_at_the_limit() {
+    let layer = tripped_on_first_failure(1);
+    let handle = layer.handle();
+    let mut transitions = handle.subscribe();
+    let svc = layer.layer(Downstream::default());
+    let start = tokio::time::Instant::now();
+    let _ = call(&svc, Do::Fail).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let hung = tokio::spawn(svc.clone().oneshot(Do::Hang));
+    tokio::task::yield_now().await;
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
+    let seen: Vec<_> = std::iter::from_fn(|| transitions.try_recv())
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(seen, vec![State::Open, State::HalfOpen]);
+    // The paused clock jumps to the next timer: the limit (31 s), if `recv` set one.
+    let next = tokio::time::timeout(Duration::from_secs(60), transitions.recv())
+        .await
+        .expect("recv sees the half-open limit pass without a call")
+        .unwrap();
+    assert_eq!(
+        (next.from, next.to, next.cause, next.at - start),
+        (
+            State::HalfOpen,
+            State::Open,
+            Cause::HalfOpenTimeout,
+            Duration::from_secs(31)
+        )
+    );
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(31));
     hung.abort();
 }
 
