@@ -367,8 +367,7 @@ mod attempt_timeout_travels {
             error.is::<seawall::error::Elapsed>() || error.is::<DeadlineExceeded>(),
             "{error}"
         );
-        let seen = seen.lock().unwrap().clone();
-        seen
+        seen.lock().unwrap().clone()
     }
 
     fn all(value: &str) -> Vec<Option<String>> {

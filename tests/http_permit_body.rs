@@ -21,14 +21,13 @@ fn streaming_service() -> impl tower::Service<
     Response = http::Response<Streamed>,
     Error = Infallible,
 > + Clone {
-    let svc = tower::service_fn(|rx: mpsc::Receiver<Chunk>| async move {
+    tower::service_fn(|rx: mpsc::Receiver<Chunk>| async move {
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (chunk, rx))
         });
         let body: Streamed = StreamBody::new(futures::StreamExt::boxed(stream));
         Ok::<_, Infallible>(http::Response::new(body))
-    });
-    svc
+    })
 }
 
 #[tokio::test(start_paused = true)]
